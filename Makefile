@@ -1,0 +1,38 @@
+# Every target bootstraps its own virtual environment from pyproject.toml.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+DESIRED ?= desired/workstation.yaml
+PROFILE ?= rtx4090
+
+.PHONY: run test lint schema clean
+
+# The main job: check the example desired state against a hardware profile.
+run: $(STAMP)
+	$(BIN)/reconcile check $(DESIRED) --profile $(PROFILE)
+
+# The whole test suite.
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check reconciler tests
+	$(BIN)/ruff format --check reconciler tests
+	$(BIN)/mypy
+
+# Regenerate the committed JSON Schemas from the models.
+schema: $(STAMP)
+	$(BIN)/reconcile schema desired > desired.schema.json
+	$(BIN)/reconcile schema profile > profile.schema.json
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (found " + sys.version.split()[0] + "); run: make PYTHON=python3.11 ...")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

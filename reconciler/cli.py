@@ -1,0 +1,76 @@
+"""The command line: the only module that prints to the terminal or decides the exit code.
+
+Exit codes: 0 success (no changes), 1 error, 2 changes pending (plan --detailed-exitcode).
+Any error a user can cause is printed as one or more plain lines; `--debug` adds a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import NoReturn, TextIO
+
+from reconciler import __version__
+from reconciler.commands.check import check
+from reconciler.commands.schema import schema
+from reconciler.errors import ReconcileError
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace, TextIO], int]
+
+
+class UsageError(ReconcileError):
+    """The command line itself is wrong."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}; see `{self.prog} --help`")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="reconcile",
+        description="Keep a GPU host's local LLMs in the state declared in desired.yaml.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("check", help="validate a desired file, optionally against profiles")
+    p.add_argument("file", help="the desired-state YAML file")
+    p.add_argument(
+        "--profile",
+        action="append",
+        metavar="NAME|PATH",
+        help="hardware profile (a name from profiles/ or a path); repeatable",
+    )
+    p.set_defaults(func=check)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the desired file or a profile")
+    p.add_argument("kind", nargs="?", choices=("desired", "profile"), default="desired")
+    p.set_defaults(func=schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list
+    try:
+        args = build_parser().parse_args(args_list)
+        func: Command = args.func
+        return func(args, sys.stdout)
+    except ReconcileError as exc:
+        if debug:
+            traceback.print_exc()
+        print(str(exc), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1

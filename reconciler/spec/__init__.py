@@ -1,0 +1,1 @@
+"""The desired state and hardware profiles: models, loader, and the rules between fields."""

@@ -1,0 +1,153 @@
+"""The desired state: which models should run, how, and under what policy.
+
+Frozen pydantic models, unknown keys rejected. These classes check each field on its own;
+rules that relate several fields or several models live in `rules.py`, so that one pass over a
+file can report every problem, each at its own key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from reconciler.spec.types import (
+    CacheType,
+    Celsius,
+    EnvName,
+    Fraction,
+    GpuLayers,
+    GpuRef,
+    Hostname,
+    Mebibytes,
+    ModelName,
+    NonEmptyStr,
+    PositiveInt,
+    Port,
+    choices,
+    format_version,
+    invalid,
+)
+
+__all__ = [
+    "BACKENDS",
+    "Desired",
+    "Headroom",
+    "ModelSpec",
+    "Policy",
+    "Thermal",
+]
+
+BACKENDS = ("llama.cpp", "vllm", "ollama", "command")
+
+Backend = choices(*BACKENDS)
+Placement = choices("binpack", "spread")
+ForeignPolicy = choices("yield", "ignore")
+CacheTypeChoice = choices(*CacheType.__args__)
+FlashAttn = choices("on", "off", "auto", booleans=("on", "off"))
+SplitMode = choices("never", "auto")
+DesiredVersion = format_version(1)
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class Headroom(Frozen):
+    """VRAM never used on each GPU: the larger of the two."""
+
+    reserve_mib: Mebibytes = Field(2048, description="Absolute reserve per GPU, MiB.")
+    reserve_fraction: Fraction = Field(0.10, description="Reserve as a fraction of GPU memory.")
+
+    def reserve_for(self, total_mib: int) -> int:
+        """MiB to keep free on a GPU of `total_mib`."""
+        return max(self.reserve_mib, int(total_mib * self.reserve_fraction + 0.5))
+
+
+class Thermal(Frozen):
+    """Temperature gates: no new starts above `shed_above_c`; evict above `evict_above_c`."""
+
+    shed_above_c: Celsius = 80
+    evict_above_c: Celsius = 85
+
+
+class Policy(Frozen):
+    headroom: Headroom = Headroom()
+    placement: Placement = Field(
+        "binpack",
+        description="binpack fills the fewest GPUs, leaving whole cards free; spread evens out.",
+    )
+    foreign_processes: ForeignPolicy = Field(
+        "yield",
+        description="yield: other programs' VRAM is theirs, our models step aside; "
+        "ignore: only memory physically taken counts.",
+    )
+    thermal: Thermal = Thermal()
+    max_models_per_gpu: PositiveInt | None = Field(None, description="At most this many models per GPU.")
+
+
+class ModelSpec(Frozen):
+    """One model that should be served."""
+
+    name: ModelName = Field(description="Lowercase letters, digits, dashes; part of unit names.")
+    backend: Backend = "llama.cpp"
+    gguf: Path | None = Field(
+        None, description="llama.cpp: the GGUF file (first shard of a split model)."
+    )
+    model: NonEmptyStr | None = Field(None, description="vllm / ollama: the model id or path.")
+    argv: tuple[NonEmptyStr, ...] | None = Field(None, description="command: the argv to run.")
+    priority: int = Field(0, description="Higher wins; ties are broken by order in the file.")
+    ctx: PositiveInt = Field(4096, description="Context size in tokens (all slots together).")
+    parallel: PositiveInt = Field(1, description="Parallel sequences (server slots).")
+    cache_type: CacheTypeChoice = "f16"
+    flash_attn: FlashAttn = "auto"
+    gpu_layers: GpuLayers = Field(
+        "all", description="all, auto (partial offload allowed) or a number of layers."
+    )
+    split: SplitMode = Field(
+        "auto", description="auto may spread the model over several GPUs (--tensor-split)."
+    )
+    pin: tuple[GpuRef, ...] | None = Field(None, min_length=1, description="Only these GPUs.")
+    host: Hostname = "127.0.0.1"
+    port: Port | None = None
+    required: bool = Field(False, description="`reconcile check` fails when it cannot be placed.")
+    fallbacks: tuple[ModelName, ...] = Field(
+        (), description="Other entries to run instead, in order, when this one does not fit."
+    )
+    env: dict[EnvName, NonEmptyStr] = Field(default_factory=dict)
+    extra_args: tuple[NonEmptyStr, ...] = ()
+    vram_mib: PositiveInt | None = Field(
+        None, description="Memory the model needs, where it cannot be estimated from a GGUF."
+    )
+
+    @field_validator("gguf", mode="before")
+    @classmethod
+    def _gguf_path(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise invalid("must be a path to a .gguf file", value)
+        path = Path(value).expanduser()
+        base = (info.context or {}).get("base_dir")
+        if not path.is_absolute() and base is not None:
+            path = Path(base) / path
+        return path
+
+    @property
+    def is_gguf(self) -> bool:
+        return self.backend == "llama.cpp"
+
+
+class Desired(Frozen):
+    """The whole desired state of one machine."""
+
+    version: DesiredVersion = Field(description="Format version of this file; 1.")
+    policy: Policy = Policy()
+    gpus: tuple[GpuRef, ...] | None = Field(
+        None, min_length=1, description="GPU indices or UUIDs we may use; default all."
+    )
+    models: tuple[ModelSpec, ...] = ()
+
+    def model_named(self, name: str) -> ModelSpec | None:
+        return next((m for m in self.models if m.name == name), None)

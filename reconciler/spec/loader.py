@@ -1,0 +1,138 @@
+"""Loading desired files and hardware profiles: every problem in one pass, each located.
+
+`load_desired` returns a valid `Desired` (with where each value came from) or raises
+`ConfigErrors` listing everything wrong; it never raises anything else for any file content.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from reconciler.errors import ConfigError, ConfigErrors
+from reconciler.spec.desired import Desired
+from reconciler.spec.messages import translate
+from reconciler.spec.profile import Profile
+from reconciler.spec.rules import Problem, desired_problems, hardware_problems
+from reconciler.spec.source import Source, suggest
+from reconciler.spec.yamlfile import parse_yaml, read_yaml
+
+__all__ = [
+    "DesiredFile",
+    "Loaded",
+    "ProfileFile",
+    "check_hardware",
+    "load_desired",
+    "load_profile",
+    "parse_desired",
+    "profile_dirs",
+    "profile_names",
+]
+
+T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Loaded(Generic[T]):
+    """A valid spec and the source it came from (for `file:line:col` in later messages)."""
+
+    spec: T
+    source: Source
+    path: Path
+
+    def error(self, loc: tuple[str | int, ...], message: str) -> ConfigError:
+        return self.source.error(loc, message)
+
+
+DesiredFile = Loaded[Desired]
+
+
+@dataclass(frozen=True)
+class ProfileFile(Loaded[Profile]):
+    name: str = ""
+
+
+def _validate(
+    cls: type[T], source: Source, context: Mapping[str, Any], extra: Sequence[Problem] = ()
+) -> T:
+    errors = list(source.errors)
+    spec: T | None = None
+    if source.data is None:
+        errors.append(ConfigError(source.file, 1, 1, "", "the file is empty; see the examples"))
+    else:
+        try:
+            spec = cls.model_validate(source.data, context=dict(context))
+        except ValidationError as exc:
+            errors += translate(exc, source, cls)
+    errors += [source.error(loc, message) for loc, message in extra]
+    if errors or spec is None:
+        raise ConfigErrors(errors)
+    return spec
+
+
+def _desired(source: Source, base_dir: Path, path: Path) -> DesiredFile:
+    context = {"base_dir": base_dir}
+    spec = _validate(Desired, source, context, desired_problems(source.data, context))
+    return Loaded(spec, source, path)
+
+
+def parse_desired(
+    text: str, file: str, base_dir: Path, environ: Mapping[str, str] | None = None
+) -> DesiredFile:
+    """Validate desired-state YAML text; relative paths resolve against `base_dir`."""
+    source = parse_yaml(text, file, environ=dict(os.environ if environ is None else environ))
+    return _desired(source, base_dir, base_dir / Path(file).name)
+
+
+def load_desired(path: str | os.PathLike[str]) -> DesiredFile:
+    """Read and validate a desired-state file."""
+    file = os.fspath(path)
+    return _desired(read_yaml(file), Path(file).resolve().parent, Path(file))
+
+
+def check_hardware(desired: DesiredFile, profile: ProfileFile) -> list[ConfigError]:
+    """GPUs the desired file names (in `gpus` and `pin`) that the profile's machine lacks."""
+    gpus = profile.spec.gpus
+    context = {"base_dir": desired.path.resolve().parent}
+    problems = hardware_problems(
+        desired.source.data,
+        context,
+        len(gpus),
+        [g.uuid for g in gpus],
+        f"profile {profile.name}",
+    )
+    return [desired.source.error(loc, message) for loc, message in problems]
+
+
+def profile_dirs() -> list[Path]:
+    """Where profile names are looked up: $RECONCILER_PROFILES, then the bundled profiles."""
+    dirs = [Path(p) for p in os.environ.get("RECONCILER_PROFILES", "").split(os.pathsep) if p]
+    dirs.append(Path(__file__).resolve().parents[2] / "profiles")
+    return dirs
+
+
+def profile_names() -> list[str]:
+    names = {p.stem for d in profile_dirs() if d.is_dir() for p in d.glob("*.yaml")}
+    return sorted(names)
+
+
+def load_profile(name_or_path: str) -> ProfileFile:
+    """A profile by name (from `profiles/`) or by path."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") or os.sep in name_or_path):
+        found = [d / f"{name_or_path}.yaml" for d in profile_dirs()]
+        existing = [p for p in found if p.is_file()]
+        if not existing:
+            hint = suggest(name_or_path, profile_names())
+            raise ConfigErrors(
+                [ConfigError(name_or_path, 0, 0, "", f"no such hardware profile{hint}")]
+            )
+        path = existing[0]
+    source = read_yaml(path)
+    spec = _validate(Profile, source, {"base_dir": path.resolve().parent})
+    return ProfileFile(spec, source, path, name=path.stem)
