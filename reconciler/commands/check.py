@@ -21,8 +21,7 @@ def describe_model(m: ModelSpec) -> list[str]:
         source = str(m.gguf) + ("" if m.gguf is not None and m.gguf.exists() else " (file absent)")
     else:
         size = f"{m.vram_mib} MiB"
-        source = m.model if m.argv is None else " ".join(m.argv)
-        source = source or ""
+        source = " ".join(m.argv) if m.argv is not None else (m.model or "")
     where = "pin " + ",".join(str(g) for g in m.pin) if m.pin else f"split {m.split}"
     flags = [f"port {m.port}" if m.port else "no port"]
     if m.required:
@@ -38,13 +37,17 @@ def describe_profile(name: str, p: Profile) -> str:
         for i, g in enumerate(p.gpus)
     )
     count = f"{len(p.gpus)} GPU" + ("s" if len(p.gpus) != 1 else "")
-    return f"profile {name}: {p.description}; {count}: {gpus or 'none'}; host {p.host.ram_mib} MiB RAM"
+    return (
+        f"profile {name}: {p.description}; {count}: {gpus or 'none'}; host {p.host.ram_mib} MiB RAM"
+    )
 
 
 def _table(rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))] if rows else []
-    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-            for r in rows]
+    return [
+        "  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+        for r in rows
+    ]
 
 
 def check(args: argparse.Namespace, out: TextIO) -> int:

@@ -6,12 +6,14 @@ import argparse
 import json
 from typing import Any, TextIO
 
+from pydantic import BaseModel
+
 from reconciler.spec.desired import Desired
 from reconciler.spec.profile import Profile
 
 __all__ = ["schema", "schema_of"]
 
-_TITLES = {
+_TITLES: dict[str, tuple[type[BaseModel], str]] = {
     "desired": (Desired, "Desired state for the GPU reconciler (desired.yaml)"),
     "profile": (Profile, "Hardware profile for the GPU reconciler"),
 }
@@ -20,8 +22,7 @@ _TITLES = {
 def schema_of(kind: str) -> dict[str, Any]:
     model, title = _TITLES[kind]
     out = model.model_json_schema(mode="validation")
-    out = {"$schema": "https://json-schema.org/draft/2020-12/schema", **out, "title": title}
-    return out
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **out, "title": title}
 
 
 def schema(args: argparse.Namespace, out: TextIO) -> int:

@@ -8,7 +8,7 @@ file can report every problem, each at its own key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -23,15 +23,14 @@ from reconciler.spec.types import (
     Mebibytes,
     ModelName,
     NonEmptyStr,
-    PositiveInt,
     Port,
-    choices,
+    PositiveInt,
     format_version,
     invalid,
+    one_of,
 )
 
 __all__ = [
-    "BACKENDS",
     "Desired",
     "Headroom",
     "ModelSpec",
@@ -39,15 +38,19 @@ __all__ = [
     "Thermal",
 ]
 
-BACKENDS = ("llama.cpp", "vllm", "ollama", "command")
 
-Backend = choices(*BACKENDS)
-Placement = choices("binpack", "spread")
-ForeignPolicy = choices("yield", "ignore")
-CacheTypeChoice = choices(*CacheType.__args__)
-FlashAttn = choices("on", "off", "auto", booleans=("on", "off"))
-SplitMode = choices("never", "auto")
-DesiredVersion = format_version(1)
+BackendName = Literal["llama.cpp", "vllm", "ollama", "command"]
+Backend: TypeAlias = Annotated[BackendName, one_of(BackendName)]
+PlacementName = Literal["binpack", "spread"]
+Placement: TypeAlias = Annotated[PlacementName, one_of(PlacementName)]
+ForeignName = Literal["yield", "ignore"]
+ForeignPolicy: TypeAlias = Annotated[ForeignName, one_of(ForeignName)]
+CacheTypeChoice: TypeAlias = Annotated[CacheType, one_of(CacheType)]
+FlashAttnName = Literal["on", "off", "auto"]
+FlashAttn: TypeAlias = Annotated[FlashAttnName, one_of(FlashAttnName, booleans=("on", "off"))]
+SplitName = Literal["never", "auto"]
+SplitMode: TypeAlias = Annotated[SplitName, one_of(SplitName)]
+DesiredVersion: TypeAlias = Annotated[Literal[1], format_version(1)]
 
 
 class Frozen(BaseModel):
@@ -84,7 +87,9 @@ class Policy(Frozen):
         "ignore: only memory physically taken counts.",
     )
     thermal: Thermal = Thermal()
-    max_models_per_gpu: PositiveInt | None = Field(None, description="At most this many models per GPU.")
+    max_models_per_gpu: PositiveInt | None = Field(
+        None, description="At most this many models per GPU."
+    )
 
 
 class ModelSpec(Frozen):

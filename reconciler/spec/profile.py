@@ -7,13 +7,16 @@ a profile sees the same budget a real run would.
 
 from __future__ import annotations
 
+from typing import Annotated, Literal, TypeAlias
+
 from pydantic import Field
 
 from reconciler.spec.desired import Frozen
-from reconciler.spec.types import Mebibytes, NonEmptyStr, PositiveInt, choices, format_version
+from reconciler.spec.types import Mebibytes, NonEmptyStr, PositiveInt, format_version, one_of
 
-ProcessType = choices("graphics", "compute")
-ProfileVersion = format_version(1)
+ProcessTypeName = Literal["graphics", "compute"]
+ProcessType: TypeAlias = Annotated[ProcessTypeName, one_of(ProcessTypeName)]
+ProfileVersion: TypeAlias = Annotated[Literal[1], format_version(1)]
 
 __all__ = [
     "BaselineProcess",

@@ -91,9 +91,12 @@ def _model_problems(loc: Loc, m: ModelSpec) -> Iterator[Problem]:
             yield (*loc, other), f"backend {m.backend} takes `{source}`, not `{other}`"
     if m.backend != "llama.cpp":
         if m.vram_mib is None:
-            yield loc, (
-                f"backend {m.backend} needs `vram_mib`: its memory cannot be estimated "
-                "from a GGUF file"
+            yield (
+                loc,
+                (
+                    f"backend {m.backend} needs `vram_mib`: its memory cannot be estimated "
+                    "from a GGUF file"
+                ),
             )
         for key in LLAMA_ONLY:
             if key in m.model_fields_set:
@@ -101,17 +104,23 @@ def _model_problems(loc: Loc, m: ModelSpec) -> Iterator[Problem]:
     if m.backend in SERVERS and m.port is None:
         yield loc, f"backend {m.backend} needs `port`: the port its server listens on"
     if m.backend == "llama.cpp" and m.cache_type != "f16" and m.flash_attn == "off":
-        yield (*loc, "cache_type"), (
-            f"{m.cache_type} quantizes the V cache, which llama.cpp allows only with flash "
-            "attention; set flash_attn: on (or auto), or cache_type: f16"
+        yield (
+            (*loc, "cache_type"),
+            (
+                f"{m.cache_type} quantizes the V cache, which llama.cpp allows only with flash "
+                "attention; set flash_attn: on (or auto), or cache_type: f16"
+            ),
         )
     if m.backend == "llama.cpp":
         for j, arg in enumerate(m.extra_args):
             flag = arg.split("=", 1)[0]
             if flag in MANAGED_FLAGS:
-                yield (*loc, "extra_args", j), (
-                    f"{flag} is set by the reconciler from `{MANAGED_FLAGS[flag]}`; "
-                    "use that key instead"
+                yield (
+                    (*loc, "extra_args", j),
+                    (
+                        f"{flag} is set by the reconciler from `{MANAGED_FLAGS[flag]}`; "
+                        "use that key instead"
+                    ),
                 )
     for j, name in enumerate(m.fallbacks):
         if name == m.name:
@@ -133,8 +142,9 @@ def _pin_problems(loc: Loc, m: ModelSpec, gpus: list[Any] | None) -> Iterator[Pr
         same_kind = [g for g in gpus if type(g) is type(ref)]
         if same_kind and ref not in same_kind:
             allowed = ", ".join(str(g) for g in gpus)
-            yield (*loc, "pin", j), (
-                f"GPU {ref} is not in `gpus` ({allowed}); add it there or pin to one of those"
+            yield (
+                (*loc, "pin", j),
+                (f"GPU {ref} is not in `gpus` ({allowed}); add it there or pin to one of those"),
             )
 
 
@@ -142,8 +152,9 @@ def _name_problems(valid: list[tuple[int, ModelSpec]]) -> Iterator[Problem]:
     first: dict[str, int] = {}
     for i, m in valid:
         if m.name in first:
-            yield ("models", i, "name"), (
-                f'the name "{m.name}" is already used by models[{first[m.name]}]'
+            yield (
+                ("models", i, "name"),
+                (f'the name "{m.name}" is already used by models[{first[m.name]}]'),
             )
         else:
             first[m.name] = i
@@ -173,9 +184,12 @@ def _port_problems(valid: list[tuple[int, ModelSpec]]) -> Iterator[Problem]:
             j, other = owners[m.port]
             related = m.name in _chain(other.name, by_name) or other.name in _chain(m.name, by_name)
             if not related:
-                yield ("models", i, "port"), (
-                    f'port {m.port} is already used by "{other.name}" (models[{j}]); '
-                    "give each model its own port"
+                yield (
+                    ("models", i, "port"),
+                    (
+                        f'port {m.port} is already used by "{other.name}" (models[{j}]); '
+                        "give each model its own port"
+                    ),
                 )
         else:
             owners[m.port] = (i, m)
@@ -187,14 +201,16 @@ def _fallback_problems(valid: list[tuple[int, ModelSpec]]) -> Iterator[Problem]:
     for i, m in valid:
         for j, name in enumerate(m.fallbacks):
             if name not in by_name:
-                yield ("models", i, "fallbacks", j), (
-                    f'no model named "{name}"' + suggest(name, by_name)
+                yield (
+                    ("models", i, "fallbacks", j),
+                    (f'no model named "{name}"' + suggest(name, by_name)),
                 )
         cycle = _cycle_from(m.name, by_name)
         if cycle and frozenset(cycle) not in reported:
             reported.add(frozenset(cycle))
-            yield ("models", i, "fallbacks"), (
-                "fallbacks form a cycle: " + " -> ".join([*cycle, cycle[0]])
+            yield (
+                ("models", i, "fallbacks"),
+                ("fallbacks form a cycle: " + " -> ".join([*cycle, cycle[0]])),
             )
 
 

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import math
 import re
+import typing
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -29,11 +30,11 @@ __all__ = [
     "ModelName",
     "NonEmptyStr",
     "NonNegativeInt",
-    "PositiveInt",
     "Port",
-    "choices",
+    "PositiveInt",
     "format_version",
     "invalid",
+    "one_of",
     "show",
 ]
 
@@ -58,7 +59,9 @@ def show(value: Any) -> str:
 
 def invalid(expected: str, value: Any) -> PydanticCustomError:
     """The error for a value that is not what the key expects."""
-    return PydanticCustomError("value", "{expected}, got {got}", {"expected": expected, "got": show(value)})
+    return PydanticCustomError(
+        "value", "{expected}, got {got}", {"expected": expected, "got": show(value)}
+    )
 
 
 def _is_int(value: Any) -> bool:
@@ -74,11 +77,14 @@ def _int_between(expected: str, low: int, high: int | None = None) -> Callable[[
     return check
 
 
-PositiveInt: TypeAlias = Annotated[int, Field(ge=1), BeforeValidator(_int_between("must be a positive integer", 1))
+PositiveInt: TypeAlias = Annotated[
+    int, Field(ge=1), BeforeValidator(_int_between("must be a positive integer", 1))
 ]
-NonNegativeInt: TypeAlias = Annotated[int, Field(ge=0), BeforeValidator(_int_between("must be an integer >= 0", 0))
+NonNegativeInt: TypeAlias = Annotated[
+    int, Field(ge=0), BeforeValidator(_int_between("must be an integer >= 0", 0))
 ]
-Mebibytes: TypeAlias = Annotated[int, Field(ge=0), BeforeValidator(_int_between("must be a whole number of MiB >= 0", 0))
+Mebibytes: TypeAlias = Annotated[
+    int, Field(ge=0), BeforeValidator(_int_between("must be a whole number of MiB >= 0", 0))
 ]
 Port: TypeAlias = Annotated[
     int,
@@ -102,8 +108,10 @@ def _fraction(value: Any) -> float:
 Fraction: TypeAlias = Annotated[float, Field(ge=0, lt=1), BeforeValidator(_fraction)]
 
 
-def choices(*allowed: str, booleans: tuple[str, str] | None = None) -> Any:
-    """A string that must be one of `allowed`; `booleans` maps YAML true/false to two of them."""
+def one_of(literal: Any, booleans: tuple[str, str] | None = None) -> BeforeValidator:
+    """A validator: the value must be one of the strings of `literal` (a `Literal[...]`);
+    `booleans` maps YAML true/false to two of them."""
+    allowed = typing.get_args(literal)
 
     def check(value: Any) -> str:
         if booleans is not None and isinstance(value, bool):
@@ -112,7 +120,7 @@ def choices(*allowed: str, booleans: tuple[str, str] | None = None) -> Any:
             return value
         raise invalid("must be one of " + ", ".join(allowed), value)
 
-    return Annotated[Literal[allowed], BeforeValidator(check)]  # type: ignore[valid-type]
+    return BeforeValidator(check)
 
 
 CacheType: TypeAlias = Literal["f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl"]
@@ -179,8 +187,10 @@ def _gpu_layers(value: Any) -> int | str:
 
 GpuLayers: TypeAlias = Annotated[Literal["all", "auto"] | int, BeforeValidator(_gpu_layers)]
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 
 
 def _hostname(value: Any) -> str:
@@ -196,8 +206,8 @@ def _hostname(value: Any) -> str:
 Hostname: TypeAlias = Annotated[str, BeforeValidator(_hostname)]
 
 
-def format_version(*supported: int) -> Any:
-    """The format version of a file: one of `supported`."""
+def format_version(*supported: int) -> BeforeValidator:
+    """A validator: the format version of a file must be one of `supported`."""
 
     def check(value: Any) -> int:
         if _is_int(value) and value in supported:
@@ -209,4 +219,4 @@ def format_version(*supported: int) -> Any:
             {"got": show(value), "readable": readable},
         )
 
-    return Annotated[Literal[supported], BeforeValidator(check)]  # type: ignore[valid-type]
+    return BeforeValidator(check)

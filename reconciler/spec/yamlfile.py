@@ -68,12 +68,7 @@ def parse_yaml(text: str, file: str, *, environ: dict[str, str] | None = None) -
     try:
         root = yaml.compose(text)
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
-        what = exc.problem or exc.context or "invalid YAML"
-        raise ConfigErrors(
-            [ConfigError(file, line, col, "", f"YAML syntax error: {what}")]
-        ) from None
+        raise ConfigErrors([_syntax_error(exc, file)]) from None
     except YAMLError as exc:
         raise ConfigErrors([ConfigError(file, 0, 0, "", f"YAML error: {exc}")]) from None
     walker = _Walker(file, os.environ if environ is None else environ)
@@ -81,6 +76,27 @@ def parse_yaml(text: str, file: str, *, environ: dict[str, str] | None = None) -
         return Source(file, None, {}, ())
     data = walker.walk(root, ())
     return Source(file, data, walker.positions, tuple(walker.errors))
+
+
+def _syntax_error(exc: MarkedYAMLError, file: str) -> ConfigError:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+    what = exc.problem or exc.context or "invalid YAML"
+    context = exc.context_mark
+    elsewhere = (
+        context is not None
+        and mark is not None
+        and (context.line, context.column)
+        != (
+            mark.line,
+            mark.column,
+        )
+    )
+    if exc.context and exc.problem and context is not None and elsewhere:
+        what += f" ({exc.context} at line {context.line + 1}, col {context.column + 1})"
+    if "\\t" in what or "\t" in what:
+        what += "; indent with spaces, not tabs"
+    return ConfigError(file, line, col, "", f"YAML syntax error: {what}")
 
 
 class _Walker:
@@ -166,9 +182,9 @@ class _Walker:
                 return _resolve_plain(expanded)
             return expanded
         if tag.startswith(_TAG):
-            return _resolve_plain(text) if tag[len(_TAG):] in _PLAIN_TAGS else text
+            return _resolve_plain(text) if tag[len(_TAG) :] in _PLAIN_TAGS else text
         self.problem(node, loc, f"unsupported YAML tag {tag}; write a plain value")
-        return None
+        return text  # keep the text, so the tag is the only problem reported here
 
     def expand(self, node: ScalarNode, loc: Loc, text: str) -> str:
         """Expand `${env.NAME}`; `$${` writes a literal `${`."""

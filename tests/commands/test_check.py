@@ -1,0 +1,93 @@
+"""`reconcile check` end to end through `main(argv)`, as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_check_valid_example_against_a_profile(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    code, out, err = run(["check", "desired/workstation.yaml", "--profile", "rtx4090"], capsys)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == "desired/workstation.yaml: valid, 4 models"
+    assert lines[1].split()[:6] == ["chat", "llama.cpp", "priority", "100", "ctx", "16384"]
+    assert "required" in lines[1]
+    assert "fallbacks coder-small" in lines[3]
+    assert lines[-1].startswith("profile rtx4090: workstation, RTX 4090 24 GB")
+
+
+def test_check_lists_every_error_and_exits_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT / "tests" / "spec" / "broken")
+    code, out, err = run(["check", "three-mistakes.yaml"], capsys)
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        'three-mistakes.yaml:3:14: policy.placement: must be one of binpack, spread, got "tight"',
+        "three-mistakes.yaml:8:10: models[0].ctx: must be a positive integer, got -1",
+        'three-mistakes.yaml:12:5: models[1].prioriti: unknown key; did you mean "priority"?',
+        "3 problems in three-mistakes.yaml; fix and run `reconcile check` again.",
+    ]
+
+
+def test_check_against_a_profile_without_the_pinned_gpu(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    code, _out, err = run(["check", "desired/dual-gpu.yaml", "--profile", "rtx4090"], capsys)
+    assert code == 1
+    assert "desired/dual-gpu.yaml:41:11: models[2].pin[0]: no GPU 1 on profile rtx4090" in err
+
+
+def test_usage_errors_exit_1_with_a_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = run(["check"], capsys)
+    assert code == 1
+    assert err.strip() == (
+        "reconcile check: the following arguments are required: file; see `reconcile check --help`"
+    )
+
+
+def test_missing_file_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = run(["check", "/nonexistent/desired.yaml"], capsys)
+    assert code == 1
+    assert err.splitlines()[0] == "/nonexistent/desired.yaml: no such file; check the path"
+
+
+def test_debug_adds_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = run(["--debug", "check", "/nonexistent/desired.yaml"], capsys)
+    assert code == 1
+    assert "Traceback" in err
+
+
+def test_console_script_and_module_entry_points() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "check",
+            str(ROOT / "desired" / "gaming-desktop.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "valid, 3 models" in done.stdout
