@@ -13,7 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
 from reconciler import __version__
+from reconciler.commands import estimate as estimate_cmd
 from reconciler.commands.check import check
+from reconciler.commands.lock import lock
 from reconciler.commands.schema import schema
 from reconciler.errors import ReconcileError
 
@@ -50,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="hardware profile (a name from profiles/ or a path); repeatable",
     )
     p.set_defaults(func=check)
+
+    p = sub.add_parser("estimate", help="memory llama-server needs for a GGUF, per device")
+    estimate_cmd.add_arguments(p)
+    p.set_defaults(func=estimate_cmd.estimate_command)
+
+    p = sub.add_parser("lock", help="write desired.lock.yaml from the GGUF files present")
+    p.add_argument("file", help="the desired-state YAML file")
+    p.set_defaults(func=lock)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the desired file or a profile")
     p.add_argument("kind", nargs="?", choices=("desired", "profile"), default="desired")

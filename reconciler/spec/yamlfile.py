@@ -8,6 +8,7 @@ value keeps its line and column.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -20,7 +21,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from reconciler.errors import ConfigError, ConfigErrors
 from reconciler.spec.source import Loc, Position, Source, format_loc
 
-__all__ = ["MAX_BYTES", "parse_yaml", "read_yaml"]
+__all__ = ["MAX_BYTES", "dump_yaml", "parse_yaml", "read_yaml"]
 
 MAX_BYTES = 4 * 1024 * 1024  # a desired file is a few KiB; refuse anything absurd
 MAX_VALUES = 100_000  # aliases can expand exponentially ("billion laughs")
@@ -238,3 +239,14 @@ def _resolve_plain(text: str) -> Any:
     if _FLOAT.match(text) and any(ch.isdigit() for ch in text):
         return float(text.replace("_", ""))
     return text
+
+
+def dump_yaml(data: Any, header: str = "") -> str:
+    """Plain data as block-style YAML (flow style for lists of scalars and small mappings)."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = None  # flow style for leaves, block for containers of containers
+    yaml.width = 100
+    out = io.StringIO()
+    out.write(header)
+    yaml.dump(data, out)
+    return out.getvalue()
