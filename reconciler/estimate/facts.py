@@ -10,8 +10,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 from pydantic import BaseModel, ConfigDict, Field
+
+from reconciler.gguf.ggml import BF16, F16, F32, row_size
 
 __all__ = [
     "KNOWN_ARCHS",
@@ -41,12 +42,6 @@ SWA_PATTERN = {"gemma2": 2, "gemma3": 6, "cohere2": 4, "gpt-oss": 2}
 _LAYER = re.compile(r"^blk\.(\d+)\.")
 
 
-def row_size(type_: int, n: int) -> int:
-    """Bytes of `n` elements of a ggml type (n a multiple of the block size)."""
-    block, size = GGML_QUANT_SIZES[GGMLQuantizationType(type_)]
-    return (n // block) * size
-
-
 def _pad(n: int, to: int) -> int:
     return (n + to - 1) // to * to
 
@@ -65,6 +60,7 @@ class LayerFacts(Frozen):
     swa: bool = False
     recurrent: bool = False
     n_ff: int = 0
+    largest_tensor: int = Field(0, description="Bytes of the largest weight (op offload copy).")
 
 
 class ModelFacts(Frozen):
@@ -103,8 +99,7 @@ class ModelFacts(Frozen):
 def _alloc(type_: int, shape: Sequence[int], nbytes: int, *, cuda: bool) -> int:
     """Bytes one tensor takes in a buffer: CUDA pads quantized rows, both align."""
     size = nbytes
-    quantized = type_ not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16,
-                              GGMLQuantizationType.BF16)  # fmt: skip
+    quantized = type_ not in (F32, F16, BF16)
     if cuda and quantized and shape[0] % CUDA_ROW_PADDING:
         size += row_size(type_, CUDA_ROW_PADDING - shape[0] % CUDA_ROW_PADDING)
     return _pad(size, CUDA_ALIGN if cuda else CPU_ALIGN)
@@ -136,10 +131,11 @@ def _swa_layers(arch: str, meta: Mapping[str, Any], n_layer: int, n_swa: int) ->
 
 def _weights(
     tensors: Sequence[tuple[str, tuple[int, ...], int, int]], n_layer: int
-) -> tuple[list[int], list[int], int, int, int, int, int, int, bool]:
+) -> tuple[list[int], list[int], list[int], int, int, int, int, int, int, bool]:
     """Per-layer weight bytes (host, CUDA) and the tensors outside the blocks."""
     host = [0] * n_layer
     cuda = [0] * n_layer
+    largest = [0] * n_layer
     embd = norm_host = norm_cuda = head_host = head_cuda = other = 0
     tied = True
     for name, shape, type_, nbytes in tensors:
@@ -149,6 +145,7 @@ def _weights(
         if match is not None and int(match[1]) < n_layer:
             host[int(match[1])] += h
             cuda[int(match[1])] += c
+            largest[int(match[1])] = max(largest[int(match[1])], h)
         elif name == "token_embd.weight":
             embd += h
             if tied:
@@ -161,7 +158,7 @@ def _weights(
         else:
             other += h
 
-    return host, cuda, embd, norm_host, norm_cuda, head_host, head_cuda, other, tied
+    return host, cuda, largest, embd, norm_host, norm_cuda, head_host, head_cuda, other, tied
 
 
 def facts_from_header(
@@ -211,7 +208,7 @@ def facts_from_header(
     recurrent = [pure_recurrent or (heads_kv[il] == 0 and (rec_r or rec_s) > 0)
                  for il in range(n_layer)]  # fmt: skip
 
-    host, cuda, embd, norm_host, norm_cuda, head_host, head_cuda, other, tied = _weights(
+    host, cuda, largest, embd, norm_host, norm_cuda, head_host, head_cuda, other, tied = _weights(
         tensors, n_layer
     )
 
@@ -224,6 +221,7 @@ def facts_from_header(
             swa=swa[il],
             recurrent=recurrent[il],
             n_ff=n_ff[il],
+            largest_tensor=largest[il],
         )
         for il in range(n_layer)
     )

@@ -20,7 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reconciler.estimate.facts import ModelFacts, row_size
+from reconciler.estimate.facts import ModelFacts
+from reconciler.gguf.ggml import row_size
 
 __all__ = [
     "CACHE_TYPES",
@@ -37,9 +38,10 @@ KV_PAD = 256
 # ggml type ids of the KV cache types a desired file may name.
 CACHE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8,
                "iq4_nl": 20, "bf16": 30}  # fmt: skip
-# CUDA context + cuBLAS handles + pool, per process and GPU; measured on an H100 (see
-# bench/results/estimate.md); override per run with RunConfig.overhead_mib.
-DEFAULT_OVERHEAD_MIB = 450
+# CUDA context + cuBLAS handles + pool, per process and GPU: NVML's figure minus every buffer
+# llama.cpp reports, 586-589 MiB in 12 runs on an H100 (driver 580, CUDA 13; see
+# bench/results/gpu_h100.json). Override per run with RunConfig.overhead_mib.
+DEFAULT_OVERHEAD_MIB = 588
 # Unknown architectures: compute and context are scaled up by this much, and said so.
 UNKNOWN_MARGIN = 1.25
 
@@ -143,27 +145,74 @@ def _flash(cfg: RunConfig) -> bool:
     return cfg.flash_attn != "off"  # auto resolves to on wherever the backend supports it
 
 
-def _compute(facts: ModelFacts, cfg: RunConfig, layers: list[int], *, head: bool) -> int:
-    """The worst-case graph's buffer on one device holding `layers` (and the head if `head`)."""
+def _tokens(facts: ModelFacts, cfg: RunConfig) -> int:
+    """Tokens in the worst-case graph: min(n_ctx, n_ubatch)."""
     full, _swa, streams = kv_cells(facts, cfg)
-    n_ctx = full * streams
-    t = min(cfg.ubatch, cfg.batch, n_ctx)
+    return min(cfg.ubatch, cfg.batch, full * streams)
+
+
+def _mask(facts: ModelFacts, cfg: RunConfig, layers: list[int]) -> int:
+    """The KQ masks: F16 with flash attention, F32 without; one more for SWA layers."""
+    full, swa, _streams = kv_cells(facts, cfg)
+    t = _tokens(facts, cfg)
+    per = 2 if _flash(cfg) else 4
+    size = full * t * per
+    if any(facts.layers[i].swa for i in layers):
+        size += swa * t * per
+    return size
+
+
+def _compute(
+    facts: ModelFacts, cfg: RunConfig, layers: list[int], *, head: bool, cuda: bool
+) -> int:
+    """The worst-case graph's buffer on a device holding `layers` (and the head if `head`).
+
+    Measured structure (bench/results/estimate.md, gpu_h100.json): the masks live through the
+    whole graph; on top of them the peak is the larger of the attention step (Q, K, V, the
+    output projection and, without flash attention, the KQ matrix of n_kv x tokens x heads)
+    and the feed-forward step (gate, up and their product: 3 x n_ff per token, plus the
+    residual stream: 4 x n_embd on CUDA, 5 on the CPU).
+    """
+    if not layers and not head:
+        return 0
+    full, swa, _streams = kv_cells(facts, cfg)
+    t = _tokens(facts, cfg)
     f32 = 4
-    n_embd = facts.n_embd
-    n_kv = full  # attention runs per stream over that stream's cells
-    heads = max((facts.layers[i].n_head for i in layers), default=0)
-    n_ff = max((facts.layers[i].n_ff for i in layers), default=0)
-    q = facts.head_dim_k * heads * t * f32
-    mask = n_kv * _pad(t, 64) * (2 if _flash(cfg) else f32)
-    persistent = n_embd * t * f32 * 2 + mask
-    attn = q * 2 + n_embd * t * f32
+    e = facts.n_embd
+    chosen = [facts.layers[i] for i in layers] or list(facts.layers[-1:])
+    heads = max(layer.n_head for layer in chosen)
+    n_ff = max(layer.n_ff for layer in chosen)
+    q = facts.head_dim_k * heads
+    kv = facts.head_dim_k * max(layer.n_head_kv for layer in chosen)
+    n_kv = full if any(not layer.swa for layer in chosen) else swa
+    attn = t * f32 * (3 * e + 3 * q + 2 * kv)
     if not _flash(cfg):
         attn += n_kv * t * heads * f32
-    ffn = 2 * n_ff * t * f32 + n_embd * t * f32
-    phases = [attn if layers else 0, ffn if layers else 0]
-    if head:
-        phases.append(facts.n_vocab * t * f32 + n_embd * t * f32)
-    return persistent + max(phases)
+    ffn = t * f32 * (3 * n_ff + (4 if cuda else 5) * e)
+    logits = facts.n_vocab * cfg.parallel * f32 + t * f32 * e if head else 0
+    peak = max(attn if layers else 0, ffn if layers else 0, logits)
+    return _mask(facts, cfg, layers) + peak
+
+
+def _gpu_compute(
+    facts: ModelFacts, cfg: RunConfig, layers: list[int], host_layers: list[int], *, head: bool
+) -> int:
+    if not layers and not head:
+        return 0
+    size = _compute(facts, cfg, layers, head=head, cuda=True)
+    if host_layers:
+        # Op offload: large batches run host layers' matrix products on the GPU, which
+        # holds a copy of the weight being multiplied.
+        size += max(facts.layers[i].largest_tensor for i in host_layers)
+    quantized = cfg.cache_type_k != "f16" or cfg.cache_type_v != "f16"
+    mha = any(facts.layers[i].n_head == facts.layers[i].n_head_kv for i in layers)
+    if _flash(cfg) and quantized and mha:
+        # Flash attention without grouped heads converts a quantized cache to F16 scratch
+        # (measured: about three layers' K and V of one stream).
+        full, _swa, _streams = kv_cells(facts, cfg)
+        kv_dim = max(facts.head_dim_k * facts.layers[i].n_head_kv for i in layers)
+        size += 3 * 2 * full * kv_dim * 2
+    return size
 
 
 def _split_layers(facts: ModelFacts, cfg: RunConfig) -> tuple[list[list[int]], int, list[int]]:
@@ -221,16 +270,16 @@ def estimate(facts: ModelFacts, cfg: RunConfig) -> Estimate:
                 name=f"cuda{g}",
                 model=model,
                 context=int(sum(context[i] for i in layers) * margin),
-                compute=int(_compute(facts, cfg, layers, head=has_head) * margin)
-                if layers or has_head
-                else 0,
+                compute=int(_gpu_compute(facts, cfg, layers, host_layers, head=has_head) * margin),
                 overhead=cfg.overhead_mib * MIB,
             )
         )
-    host_compute = _compute(facts, cfg, host_layers, head=not head_on_gpu)
-    if per_gpu and host_layers == [] and head_on_gpu:
-        # Only the input embeddings run on the host: one row per token.
-        host_compute = facts.n_embd * min(cfg.ubatch, cfg.ctx) * 4
+    if per_gpu:
+        # With a GPU the host buffer holds the inputs (embeddings, masks) the GPUs read from.
+        host_compute = _mask(facts, cfg, list(range(facts.n_layer)))
+        host_compute += _tokens(facts, cfg) * 4 * 4 * facts.n_embd
+    else:
+        host_compute = _compute(facts, cfg, host_layers, head=True, cuda=False)
     host = DeviceMemory(
         name="host",
         model=host_model,
