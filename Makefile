@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DESIRED ?= desired/workstation.yaml
 PROFILE ?= rtx4090
 
-.PHONY: run test lint schema clean
+.PHONY: run test lint schema bench clean
 
 # The main job: check the example desired state against a hardware profile.
 run: $(STAMP)
@@ -18,9 +18,15 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check reconciler tests
-	$(BIN)/ruff format --check reconciler tests
+	$(BIN)/ruff check reconciler tests bench
+	$(BIN)/ruff format --check reconciler tests bench
 	$(BIN)/mypy
+
+# Calibration against llama.cpp (builds a CPU llama-server once, ~10 min on 2 cores, cached
+# in .cache/) and the estimator's speed; rewrites bench/results/estimate.md.
+bench: $(STAMP)
+	$(BIN)/python bench/calibrate.py
+	$(BIN)/python bench/estimate_speed.py
 
 # Regenerate the committed JSON Schemas from the models.
 schema: $(STAMP)

@@ -22,6 +22,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from llamacpp import VERSION, Truth, measure  # noqa: E402
 
 from reconciler.estimate.facts import ModelFacts  # noqa: E402
+from reconciler.estimate.flags import config_from_flags, llama_server_flags  # noqa: E402
 from reconciler.estimate.memory import MIB, RunConfig, estimate  # noqa: E402
 from reconciler.gguf.lock import facts_from_file  # noqa: E402
 from tests.ggufs import SHAPES, write_gguf  # noqa: E402
@@ -63,24 +64,10 @@ GEMMA_CONFIGS = [
 
 
 def flags(cfg: RunConfig) -> list[str]:
-    out = [
-        "-c",
-        str(cfg.ctx),
-        "-np",
-        str(cfg.parallel),
-        "--kv-unified" if cfg.kv_unified else "--no-kv-unified",
-        "-ctk",
-        cfg.cache_type_k,
-        "-ctv",
-        cfg.cache_type_v,
-        "-fa",
-        cfg.flash_attn,
-        "-ub",
-        str(cfg.ubatch),
-        "-b",
-        str(cfg.batch),
-    ]
-    return [*out, "--swa-full"] if cfg.swa_full else out
+    """The case's flags for a CPU build (no -ngl: there is no GPU)."""
+    out = llama_server_flags(cfg)
+    at = out.index("-ngl")
+    return out[:at] + out[at + 2 :]
 
 
 def seed_formula(facts: ModelFacts, cfg: RunConfig) -> float:
@@ -210,12 +197,59 @@ def report(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+GPU_RESULTS = ROOT / "bench" / "results" / "gpu_h100.json"
+
+
+def gpu_section() -> list[str]:
+    """The H100 measurements (bench/gpu_measure.py) against the current estimator."""
+    import json  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    if not GPU_RESULTS.exists():
+        return []
+    runs = json.loads(GPU_RESULTS.read_text())
+    lines = [
+        "",
+        "## On a GPU: NVIDIA H100 80GB HBM3, driver 580.159.04, CUDA build of the same llama.cpp",
+        "",
+        "Measured by `bench/gpu_measure.py` (results in `bench/results/gpu_h100.json`):",
+        "llama.cpp's CUDA0 buffers and the process's memory as NVML reports it; ours from",
+        "`reconcile estimate`",
+        "(one GPU). Overhead = NVML minus every CUDA0 buffer llama.cpp reports.",
+        "",
+        "| model | flags | CUDA0 model llama.cpp / ours | KV llama.cpp / ours | "
+        "compute llama.cpp / ours | NVML | ours total | overhead |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    shapes = {
+        "gqa-q8_0": dataclasses.replace(SHAPES["gqa"], weights="q8_0", tied=True),
+        "gqa-2g-f16": SHAPES["gqa-2g"],
+        "mha-3g-f16": SHAPES["mha-3g"],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        facts = {
+            name: facts_from_file(write_gguf(Path(tmp) / f"{name}.gguf", shape, sparse=True))
+            for name, shape in shapes.items()
+        }
+        for run in runs:
+            cfg = config_from_flags(run["flags"].split())
+            ours = estimate(facts[run["model"].removesuffix(".gguf")], cfg).device("cuda0").mib()
+            theirs = run["llama_cuda0"]
+            lines.append(
+                f"| {run['model']} | `{run['flags']}` | {theirs['model']:.2f} / "
+                f"{ours['model_mib']:.2f} | {theirs['kv']:.2f} / {ours['context_mib']:.2f} | "
+                f"{theirs['compute']:.2f} / {ours['compute_mib']:.2f} | {run['nvml_mib']:.0f} | "
+                f"{ours['total_mib']:.0f} | {run['overhead_mib']:.1f} |"
+            )
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two configurations per model")
     args = parser.parse_args()
     rows = run(args.quick)
-    text = report(rows)
+    text = report(rows) + "\n".join(gpu_section()) + "\n"
     print(text)
     if not args.quick:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

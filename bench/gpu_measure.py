@@ -133,7 +133,7 @@ def measure() -> list[dict[str, object]]:
 
     from reconciler.estimate.memory import RunConfig, estimate  # noqa: PLC0415
     from reconciler.gguf.lock import facts_from_file  # noqa: PLC0415
-    from tests.ggufs import SHAPES, Shape, write_gguf  # noqa: PLC0415
+    from tests.ggufs import SHAPES, write_gguf  # noqa: PLC0415
 
     try:
         pynvml.nvmlInit()
@@ -141,26 +141,8 @@ def measure() -> list[dict[str, object]]:
         print(f"NVML unavailable ({exc}); measuring llama.cpp's figures only", flush=True)
     models = [
         dataclasses.replace(SHAPES["gqa"], weights="q8_0", tied=True),
-        Shape(
-            "gqa-2g",
-            n_layer=16,
-            n_embd=2048,
-            n_head=16,
-            n_head_kv=4,
-            n_ff=5632,
-            n_vocab=32000,
-            weights="f16",
-        ),
-        Shape(
-            "mha-3g",
-            n_layer=16,
-            n_embd=3072,
-            n_head=24,
-            n_head_kv=24,
-            n_ff=8192,
-            n_vocab=32000,
-            weights="f16",
-        ),
+        SHAPES["gqa-2g"],
+        SHAPES["mha-3g"],
     ]
     configs = [
         RunConfig(ctx=4096, parallel=1, flash_attn="on"),

@@ -46,6 +46,13 @@ SHAPES = {
     "mha-odd": Shape(
         "mha-odd", n_layer=5, n_embd=640, n_head=10, n_head_kv=10, n_ff=1728, n_vocab=32000
     ),
+    # GPU measurement shapes: 1.6 and 3.7 GiB in F16
+    "gqa-2g": Shape(
+        "gqa-2g", n_layer=16, n_embd=2048, n_head=16, n_head_kv=4, n_ff=5632, n_vocab=32000
+    ),
+    "mha-3g": Shape(
+        "mha-3g", n_layer=16, n_embd=3072, n_head=24, n_head_kv=24, n_ff=8192, n_vocab=32000
+    ),
 }
 
 _TYPES = {
@@ -142,10 +149,13 @@ def write_gguf(path: Path, shape: Shape, *, seed: int = 0, sparse: bool = False)
     for il in range(shape.n_layer):
         n_kv = kv_heads[il] if il < len(kv_heads) else kv_heads[-1]
         norm(f"blk.{il}.attn_norm.weight", shape.n_embd)
-        mat(f"blk.{il}.attn_q.weight", head_dim * shape.n_head, shape.n_embd)
-        mat(f"blk.{il}.attn_k.weight", head_dim * n_kv, shape.n_embd)
-        mat(f"blk.{il}.attn_v.weight", head_dim * n_kv, shape.n_embd)
-        mat(f"blk.{il}.attn_output.weight", shape.n_embd, head_dim * shape.n_head)
+        if n_kv == 0:  # a recurrent or short-convolution layer: no attention weights
+            mat(f"blk.{il}.shortconv.in_proj.weight", 3 * shape.n_embd, shape.n_embd)
+        else:
+            mat(f"blk.{il}.attn_q.weight", head_dim * shape.n_head, shape.n_embd)
+            mat(f"blk.{il}.attn_k.weight", head_dim * n_kv, shape.n_embd)
+            mat(f"blk.{il}.attn_v.weight", head_dim * n_kv, shape.n_embd)
+            mat(f"blk.{il}.attn_output.weight", shape.n_embd, head_dim * shape.n_head)
         norm(f"blk.{il}.ffn_norm.weight", shape.n_embd)
         mat(f"blk.{il}.ffn_gate.weight", shape.n_ff, shape.n_embd)
         mat(f"blk.{il}.ffn_up.weight", shape.n_ff, shape.n_embd)

@@ -72,6 +72,7 @@ class ModelFacts(Frozen):
     head_dim_k: int
     head_dim_v: int
     n_swa: int = 0
+    mla: bool = Field(False, description="Multi-head latent attention: the cache holds K only.")
     recurrent_r: int = Field(0, description="F32 elements of conv/shift state per layer per seq.")
     recurrent_s: int = Field(0, description="F32 elements of SSM/WKV state per layer per seq.")
     layers: tuple[LayerFacts, ...]
@@ -189,7 +190,7 @@ def facts_from_header(
     swa = _swa_layers(arch, metadata, n_layer, n_swa)
 
     tokens = metadata.get("tokenizer.ggml.tokens")
-    n_vocab = int(getattr(tokens, "count", len(tokens) if isinstance(tokens, list) else 0))
+    n_vocab = len(tokens) if isinstance(tokens, list) else int(getattr(tokens, "count", 0))
     n_vocab = n_vocab or int(get("vocab_size", 0))
 
     # Recurrent state sizes (F32 elements per layer per sequence), per llama.cpp's hparams.
@@ -234,6 +235,7 @@ def facts_from_header(
         head_dim_k=head_k,
         head_dim_v=head_v,
         n_swa=n_swa,
+        mla=bool(get("attention.key_length_mla")) and bool(get("attention.value_length_mla")),
         recurrent_r=rec_r,
         recurrent_s=rec_s,
         layers=layers,

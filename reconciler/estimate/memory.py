@@ -8,10 +8,11 @@ scheduler's worst-case graph), output (logits, host) and a per-process overhead 
 Sources modelled (llama.cpp, late 2026): `llama_context` pads n_ctx to 256 and, without a
 unified cache, gives each of n_seq streams PAD(n_ctx / n_seq, 256) cells; `llama_kv_cache`
 holds K and V rows of `row_size(type, head_dim * n_head_kv(il))` per cell for every layer with
-attention; the iSWA cache gives sliding-window layers PAD(min(n_ctx, n_swa * (unified ?
-n_seq : 1) + n_ubatch), 256) cells per stream; recurrent layers keep F32 r/s state per
-sequence; `load_tensors` offloads layers from max(n_layer + 1 - ngl, 0), output first, keeps
-the token embeddings on the host and copies a tied output head to the GPU.
+attention (K only with multi-head latent attention); the iSWA cache gives sliding-window
+layers PAD(min(n_ctx, n_swa * (unified ? n_seq : 1) + n_ubatch), 256) cells per stream;
+recurrent layers keep F32 r/s state per sequence; `load_tensors` offloads layers from
+max(n_layer + 1 - ngl, 0), output first, keeps the token embeddings on the host and copies a
+tied output head to the GPU.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def _layer_context(facts: ModelFacts, cfg: RunConfig) -> list[int]:
             continue
         cells = (swa if layer.swa else full) * streams
         k = row_size(tk, facts.head_dim_k * layer.n_head_kv) * cells
-        v = row_size(tv, facts.head_dim_v * layer.n_head_kv) * cells
+        v = 0 if facts.mla else row_size(tv, facts.head_dim_v * layer.n_head_kv) * cells
         out.append(k + v)
     return out
 
@@ -205,13 +206,13 @@ def _gpu_compute(
         # holds a copy of the weight being multiplied.
         size += max(facts.layers[i].largest_tensor for i in host_layers)
     quantized = cfg.cache_type_k != "f16" or cfg.cache_type_v != "f16"
-    mha = any(facts.layers[i].n_head == facts.layers[i].n_head_kv for i in layers)
-    if _flash(cfg) and quantized and mha:
-        # Flash attention without grouped heads converts a quantized cache to F16 scratch
-        # (measured: about three layers' K and V of one stream).
+    if _flash(cfg) and quantized and layers:
+        # CUDA's flash attention converts a quantized cache to F16 scratch: measured about
+        # one layer's K and V of one stream with grouped heads, three without.
         full, _swa, _streams = kv_cells(facts, cfg)
         kv_dim = max(facts.head_dim_k * facts.layers[i].n_head_kv for i in layers)
-        size += 3 * 2 * full * kv_dim * 2
+        mha = any(facts.layers[i].n_head == facts.layers[i].n_head_kv for i in layers)
+        size += (3 if mha else 1) * 2 * full * kv_dim * 2
     return size
 
 

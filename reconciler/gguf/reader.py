@@ -97,6 +97,12 @@ class _Stream:
     def tell(self) -> int:
         return self.pos + self.off
 
+    def overrun(self, what: str) -> ModelFileError:
+        return ModelFileError(
+            f"{self.where}: {what} at byte {self.tell}, more than the file holds "
+            f"({self.size} bytes): truncated or corrupt; download it again"
+        )
+
     def fail(self, what: str) -> ModelFileError:
         return ModelFileError(f"{self.where}: {what} at byte {self.tell}; the file is corrupt")
 
@@ -132,7 +138,7 @@ class _Stream:
     def string(self, what: str) -> str:
         n = self.u64()
         if n > self.size - self.tell:
-            raise self.fail(f"{what} claims {n} bytes")
+            raise self.overrun(f"{what} claims {n} bytes")
         return self.take(n).decode("utf-8", errors="replace")
 
     def skip_strings(self, count: int) -> None:
@@ -156,7 +162,7 @@ class _Stream:
                 continue
             self.off = off
             if end - off - 8 > self.size - self.tell - 8:
-                raise self.fail(f"string of {end - off - 8} bytes")
+                raise self.overrun(f"string of {end - off - 8} bytes")
             self.take(end - off)
             buf, off = self.buf, self.off
             limit = len(buf) - 8
@@ -178,14 +184,14 @@ def _value(s: _Stream, vtype: int, key: str) -> Any:
         if etype in _SCALARS:
             fmt, size = _SCALARS[etype]
             if count * size > s.size - s.tell:
-                raise s.fail(f"array {key} claims {count} items")
+                raise s.overrun(f"array {key} claims {count} items")
             if count > MAX_KEEP:
                 s.take(count * size)
                 return ArrayInfo(etype, count)
             return list(struct.unpack(f"<{count}{fmt[1]}", s.take(count * size)))
         if etype == _STRING:
             if count * 8 > s.size - s.tell:
-                raise s.fail(f"array {key} claims {count} strings")
+                raise s.overrun(f"array {key} claims {count} strings")
             if count > MAX_KEEP:
                 s.skip_strings(count)
                 return ArrayInfo(etype, count)
@@ -236,7 +242,7 @@ def _read_one(path: Path) -> tuple[int, dict[str, Any], list[TensorInfo], int, s
             raise ModelFileError(f"{where}: GGUF version {version} is not supported ({hint})")
         n_tensors, n_kv = s.u64(), s.u64()
         if n_tensors * 24 > size or n_kv * 12 > size:
-            raise s.fail(f"header claims {n_tensors} tensors and {n_kv} keys")
+            raise s.overrun(f"header claims {n_tensors} tensors and {n_kv} keys")
         metadata: dict[str, Any] = {}
         for _ in range(n_kv):
             key = s.string("key")
