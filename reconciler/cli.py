@@ -61,10 +61,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="the desired-state YAML file")
     p.set_defaults(func=lock)
 
+    p = sub.add_parser("status", help="GPUs, what holds their memory, and our instances")
+    p.add_argument("--json", action="store_true", help="the snapshot format (for --observed)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--observed", metavar="FILE", help="a snapshot instead of the machine")
+    source.add_argument("--profile", metavar="NAME|PATH", help="a hardware profile, idle")
+    p.set_defaults(func=_status)
+
     p = sub.add_parser("schema", help="print the JSON Schema of the desired file or a profile")
     p.add_argument("kind", nargs="?", choices=("desired", "profile"), default="desired")
     p.set_defaults(func=schema)
     return parser
+
+
+def _status(args: argparse.Namespace, out: TextIO) -> int:
+    # Imported here: observing loads psutil and (only when needed) pynvml.
+    from reconciler.commands.status import status  # noqa: PLC0415
+
+    return status(args, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

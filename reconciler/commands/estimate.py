@@ -42,8 +42,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ubatch", type=int, default=512)
     p.add_argument("--batch", type=int, default=2048)
     p.add_argument("--gpus", type=int, default=1, help="GPUs the server gets; 0: CPU-only build")
-    p.add_argument("--split", type=_split, default=None, metavar="A,B,...",
-                   help="--tensor-split proportions, one per GPU")  # fmt: skip
+    p.add_argument(
+        "--split",
+        type=_split,
+        default=None,
+        metavar="A,B,...",
+        help="--tensor-split proportions, one per GPU",
+    )
     p.add_argument("--swa-full", action="store_true", help="full-size cache for SWA layers")
     p.add_argument("--overhead-mib", type=int, default=None, help="per-GPU process overhead")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -77,10 +82,12 @@ def render_table(result: Estimate) -> list[str]:
     rows.append(["total", *(f"{v:.1f}" for v in totals), f"{result.total / MIB:.1f}"])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return [
-        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
-                  enumerate(zip(row, widths, strict=True)))
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
         for row in rows
-    ]  # fmt: skip
+    ]
 
 
 def _summary(path: str, facts: ModelFacts, cfg: RunConfig) -> str:
@@ -98,8 +105,9 @@ def estimate_command(args: argparse.Namespace, out: TextIO) -> int:
     cfg = _config(args)
     result = estimate(facts, cfg)
     if args.json:
-        devices = [{"name": d.name, **{k: round(v, 2) for k, v in d.mib().items()}}
-                   for d in result.devices]  # fmt: skip
+        devices = [
+            {"name": d.name, **{k: round(v, 2) for k, v in d.mib().items()}} for d in result.devices
+        ]
         payload = {
             "file": args.file,
             "devices": devices,

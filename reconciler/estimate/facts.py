@@ -30,13 +30,45 @@ CPU_ALIGN = 32
 # sliding-window, MLA and recurrent relatives). Anything else is estimated conservatively.
 KNOWN_ARCHS = frozenset(
     {
-        "llama", "llama4", "mistral3", "qwen2", "qwen2moe", "qwen3", "qwen3moe", "phi3",
-        "gemma", "gemma2", "gemma3", "starcoder2", "granite", "granitemoe", "olmo", "olmo2",
-        "mixtral", "deepseek", "deepseek2", "command-r", "cohere2", "internlm2", "exaone",
-        "gpt-oss", "glm4", "glm4moe", "smollm3", "ernie4_5", "mamba", "mamba2", "rwkv6",
-        "rwkv7", "lfm2", "jamba", "falcon-h1", "nomic-bert", "bert",
+        "llama",
+        "llama4",
+        "mistral3",
+        "qwen2",
+        "qwen2moe",
+        "qwen3",
+        "qwen3moe",
+        "phi3",
+        "gemma",
+        "gemma2",
+        "gemma3",
+        "starcoder2",
+        "granite",
+        "granitemoe",
+        "olmo",
+        "olmo2",
+        "mixtral",
+        "deepseek",
+        "deepseek2",
+        "command-r",
+        "cohere2",
+        "internlm2",
+        "exaone",
+        "gpt-oss",
+        "glm4",
+        "glm4moe",
+        "smollm3",
+        "ernie4_5",
+        "mamba",
+        "mamba2",
+        "rwkv6",
+        "rwkv7",
+        "lfm2",
+        "jamba",
+        "falcon-h1",
+        "nomic-bert",
+        "bert",
     }
-)  # fmt: skip
+)
 # Sliding-window pattern per architecture: every n-th layer uses full attention.
 SWA_PATTERN = {"gemma2": 2, "gemma3": 6, "cohere2": 4, "gpt-oss": 2}
 _LAYER = re.compile(r"^blk\.(\d+)\.")
@@ -206,8 +238,9 @@ def facts_from_header(
     elif get("shortconv.l_cache"):
         rec_r = n_embd * (int(get("shortconv.l_cache")) - 1)
     pure_recurrent = arch in ("mamba", "mamba2", "rwkv6", "rwkv7")
-    recurrent = [pure_recurrent or (heads_kv[il] == 0 and (rec_r or rec_s) > 0)
-                 for il in range(n_layer)]  # fmt: skip
+    recurrent = [
+        pure_recurrent or (heads_kv[il] == 0 and (rec_r or rec_s) > 0) for il in range(n_layer)
+    ]
 
     host, cuda, largest, embd, norm_host, norm_cuda, head_host, head_cuda, other, tied = _weights(
         tensors, n_layer

@@ -12,10 +12,25 @@ __all__ = ["config_from_flags", "llama_server_flags"]
 
 def llama_server_flags(cfg: RunConfig) -> list[str]:
     """`-c 8192 -np 4 --no-kv-unified -ctk q8_0 ...`: what the server is started with."""
-    out = ["-c", str(cfg.ctx), "-np", str(cfg.parallel),
-           "--kv-unified" if cfg.kv_unified else "--no-kv-unified",
-           "-ctk", cfg.cache_type_k, "-ctv", cfg.cache_type_v, "-fa", cfg.flash_attn,
-           "-ub", str(cfg.ubatch), "-b", str(cfg.batch), "-ngl", str(cfg.gpu_layers)]  # fmt: skip
+    out = [
+        "-c",
+        str(cfg.ctx),
+        "-np",
+        str(cfg.parallel),
+        "--kv-unified" if cfg.kv_unified else "--no-kv-unified",
+        "-ctk",
+        cfg.cache_type_k,
+        "-ctv",
+        cfg.cache_type_v,
+        "-fa",
+        cfg.flash_attn,
+        "-ub",
+        str(cfg.ubatch),
+        "-b",
+        str(cfg.batch),
+        "-ngl",
+        str(cfg.gpu_layers),
+    ]
     if cfg.tensor_split:
         out += ["-ts", ",".join(f"{share:g}" for share in cfg.tensor_split)]
     return [*out, "--swa-full"] if cfg.swa_full else out

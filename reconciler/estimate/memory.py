@@ -37,8 +37,17 @@ __all__ = [
 MIB = 1024 * 1024
 KV_PAD = 256
 # ggml type ids of the KV cache types a desired file may name.
-CACHE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8,
-               "iq4_nl": 20, "bf16": 30}  # fmt: skip
+CACHE_TYPES = {
+    "f32": 0,
+    "f16": 1,
+    "q4_0": 2,
+    "q4_1": 3,
+    "q5_0": 6,
+    "q5_1": 7,
+    "q8_0": 8,
+    "iq4_nl": 20,
+    "bf16": 30,
+}
 # CUDA context + cuBLAS handles + pool, per process and GPU: NVML's figure minus every buffer
 # llama.cpp reports, 586-589 MiB in 12 runs on an H100 (driver 580, CUDA 13; see
 # bench/results/gpu_h100.json). Override per run with RunConfig.overhead_mib.

@@ -21,17 +21,31 @@ T = TypeVar("T", bound=BaseModel)
 
 # llama-server flags the reconciler sets itself, with the key that controls each.
 MANAGED_FLAGS = {
-    "-m": "gguf", "--model": "gguf",
-    "-c": "ctx", "--ctx-size": "ctx",
-    "-np": "parallel", "--parallel": "parallel",
-    "-ngl": "gpu_layers", "--gpu-layers": "gpu_layers", "--n-gpu-layers": "gpu_layers",
-    "-ctk": "cache_type", "--cache-type-k": "cache_type",
-    "-ctv": "cache_type", "--cache-type-v": "cache_type",
-    "-fa": "flash_attn", "--flash-attn": "flash_attn",
-    "--host": "host", "--port": "port",
-    "-ts": "split", "--tensor-split": "split", "-sm": "split", "--split-mode": "split",
-    "-dev": "pin", "--device": "pin", "--fit": "(the planner sizes the model)",
-}  # fmt: skip
+    "-m": "gguf",
+    "--model": "gguf",
+    "-c": "ctx",
+    "--ctx-size": "ctx",
+    "-np": "parallel",
+    "--parallel": "parallel",
+    "-ngl": "gpu_layers",
+    "--gpu-layers": "gpu_layers",
+    "--n-gpu-layers": "gpu_layers",
+    "-ctk": "cache_type",
+    "--cache-type-k": "cache_type",
+    "-ctv": "cache_type",
+    "--cache-type-v": "cache_type",
+    "-fa": "flash_attn",
+    "--flash-attn": "flash_attn",
+    "--host": "host",
+    "--port": "port",
+    "-ts": "split",
+    "--tensor-split": "split",
+    "-sm": "split",
+    "--split-mode": "split",
+    "-dev": "pin",
+    "--device": "pin",
+    "--fit": "(the planner sizes the model)",
+}
 LLAMA_ONLY = ("cache_type", "flash_attn", "gpu_layers")
 SOURCE_KEY = {"llama.cpp": "gguf", "vllm": "model", "ollama": "model", "command": "argv"}
 SOURCE_WHAT = {

@@ -21,8 +21,15 @@ def test_table(model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"{model}: llama, 8 layers,")
     assert "ctx 8192 x1, q8_0 cache, flash attention auto" in lines[0]
-    assert lines[1].split() == ["device", "model", "context", "compute", "output", "overhead",
-                                "total"]  # fmt: skip
+    assert lines[1].split() == [
+        "device",
+        "model",
+        "context",
+        "compute",
+        "output",
+        "overhead",
+        "total",
+    ]
     assert [line.split()[0] for line in lines[2:5]] == ["host", "cuda0", "total"]
     assert lines[3].split()[5] == "588.0"
 
@@ -31,8 +38,15 @@ def test_json_keys_scripts_rely_on(model: Path, capsys: pytest.CaptureFixture[st
     assert main(["estimate", str(model), "--json", "--gpus", "2", "--split", "1,1"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [d["name"] for d in data["devices"]] == ["host", "cuda0", "cuda1"]
-    keys = {"name", "model_mib", "context_mib", "compute_mib", "output_mib", "overhead_mib",
-            "total_mib"}  # fmt: skip
+    keys = {
+        "name",
+        "model_mib",
+        "context_mib",
+        "compute_mib",
+        "output_mib",
+        "overhead_mib",
+        "total_mib",
+    }
     assert all(set(d) == keys for d in data["devices"])
     assert data["total_mib"] == pytest.approx(sum(d["total_mib"] for d in data["devices"]), 0.01)
 

@@ -34,9 +34,13 @@ def facts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelFacts]:
     folder = tmp_path_factory.mktemp("ggufs")
     out = {}
     for shape, weights, tied in [
-        ("mha", "f16", False), ("gqa", "q8_0", True), ("gqa-wide", "q4_0", False),
-        ("mha-odd", "f16", True), ("gqa-2g", "f16", False), ("mha-3g", "f16", False),
-    ]:  # fmt: skip
+        ("mha", "f16", False),
+        ("gqa", "q8_0", True),
+        ("gqa-wide", "q4_0", False),
+        ("mha-odd", "f16", True),
+        ("gqa-2g", "f16", False),
+        ("mha-3g", "f16", False),
+    ]:
         name = f"{shape}-{weights}{'-tied' if tied else ''}"
         s = dataclasses.replace(SHAPES[shape], weights=weights, tied=tied)
         out[name] = facts_from_file(write_gguf(folder / f"{name}.gguf", s, sparse=True))

@@ -75,8 +75,12 @@ def test_mla_caches_k_only(tmp_path: Path) -> None:
 
 def test_mamba_state_per_sequence(tmp_path: Path) -> None:
     # r = (d_conv - 1) * (d_inner + 2 * n_group * d_state), s = d_state * d_inner, F32.
-    meta = {"mamba2.ssm.conv_kernel": 4, "mamba2.ssm.inner_size": 1024,
-            "mamba2.ssm.state_size": 128, "mamba2.ssm.group_count": 1}  # fmt: skip
+    meta = {
+        "mamba2.ssm.conv_kernel": 4,
+        "mamba2.ssm.inner_size": 1024,
+        "mamba2.ssm.state_size": 128,
+        "mamba2.ssm.group_count": 1,
+    }
     f = facts_of(tmp_path, dataclasses.replace(BASE, name="m2", arch="mamba2", extra=meta))
     assert all(layer.recurrent for layer in f.layers)
     r, s = 3 * (1024 + 2 * 128), 128 * 1024

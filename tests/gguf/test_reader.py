@@ -62,8 +62,16 @@ def test_fingerprint_follows_the_header_not_the_path(tmp_path: Path, tiny: Path)
 
 
 def test_a_40_gb_class_header_is_read_without_the_weights(tmp_path: Path) -> None:
-    shape = Shape("llama-70b", n_layer=80, n_embd=8192, n_head=64, n_head_kv=8, n_ff=28672,
-                  n_vocab=128256, weights="q4_0")  # fmt: skip
+    shape = Shape(
+        "llama-70b",
+        n_layer=80,
+        n_embd=8192,
+        n_head=64,
+        n_head_kv=8,
+        n_ff=28672,
+        n_vocab=128256,
+        weights="q4_0",
+    )
     path = write_gguf(tmp_path / "big.gguf", shape, sparse=True)
     assert path.stat().st_size > 35 * 2**30
     assert path.stat().st_blocks * 512 < 64 * 2**20  # sparse: the weights were never written
