@@ -19,24 +19,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.ggufs import Shape, write_gguf  # noqa: E402
+from tests.ggufs import SHAPES, write_gguf  # noqa: E402
 
-LLAMA_70B = Shape(
-    "llama-70b",
-    n_layer=80,
-    n_embd=8192,
-    n_head=64,
-    n_head_kv=8,
-    n_ff=28672,
-    n_vocab=128256,
-    weights="q4_0",
-)
 RUNS = 7
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_gguf(Path(tmp) / "llama-70b-q4_0.gguf", LLAMA_70B, sparse=True)
+        path = write_gguf(Path(tmp) / "llama-70b-q4_0.gguf", SHAPES["llama-70b"], sparse=True)
         size = path.stat().st_size / 2**30
         argv = [
             str(Path(sys.executable).with_name("reconcile")),

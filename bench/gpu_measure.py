@@ -17,7 +17,6 @@ import dataclasses
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tarfile
@@ -27,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from llamacpp import CACHE, VERSION, _free_port, parse  # noqa: E402
+from llamacpp import CACHE, VERSION, parse, run_loaded, server_argv  # noqa: E402
 
 CUDA_BUILD = CACHE / f"cuda-build-{VERSION}"
 CUDA_SERVER = Path(os.environ.get("LLAMA_SERVER", CUDA_BUILD / "bin" / "llama-server"))
@@ -94,43 +93,20 @@ def _pid_mib(pid: int) -> float | None:
     return None
 
 
+def _loaded_mib(pid: int) -> float | None:
+    time.sleep(1.0)  # let the server finish its allocations
+    return _pid_mib(pid)
+
+
 def run_server(gguf: Path, flags: list[str]) -> tuple[str, float | None]:
-    argv = [
-        str(CUDA_SERVER),
-        "-m",
-        str(gguf),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(_free_port()),
-        "--fit",
-        "off",
-        "--no-warmup",
-        "-v",
-        *flags,
-    ]
-    log_path = Path("/tmp/gpu-run.log")
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        used = None
-        try:
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and proc.poll() is None:
-                if "listening on http" in log_path.read_text(errors="replace"):
-                    time.sleep(1.0)
-                    used = _pid_mib(proc.pid)
-                    break
-                time.sleep(0.2)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(30)
-    return log_path.read_text(errors="replace"), used
+    argv = server_argv(CUDA_SERVER, gguf, flags)
+    return run_loaded(argv, Path("/tmp/gpu-run.log"), timeout=90, while_loaded=_loaded_mib)
 
 
 def measure() -> list[dict[str, object]]:
     import pynvml  # noqa: PLC0415
 
+    from reconciler.estimate.flags import llama_server_flags  # noqa: PLC0415
     from reconciler.estimate.memory import RunConfig, estimate  # noqa: PLC0415
     from reconciler.gguf.lock import facts_from_file  # noqa: PLC0415
     from tests.ggufs import SHAPES, write_gguf  # noqa: PLC0415
@@ -159,23 +135,7 @@ def measure() -> list[dict[str, object]]:
             write_gguf(path, shape)
         facts = facts_from_file(path)
         for cfg in configs:
-            flags = [
-                "-c",
-                str(cfg.ctx),
-                "-np",
-                str(cfg.parallel),
-                "--kv-unified" if cfg.kv_unified else "--no-kv-unified",
-                "-ctk",
-                cfg.cache_type_k,
-                "-ctv",
-                cfg.cache_type_v,
-                "-fa",
-                cfg.flash_attn,
-                "-ub",
-                str(cfg.ubatch),
-                "-ngl",
-                str(cfg.gpu_layers),
-            ]
+            flags = llama_server_flags(cfg)
             log, used = run_server(path, flags)
             truth = parse(log)
             kv = {m[1]: float(m[2]) for m in _CUDA_KV.finditer(log)}

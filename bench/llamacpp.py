@@ -18,8 +18,10 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "llama.cpp"
@@ -34,6 +36,7 @@ _COMPUTE = re.compile(r"(\S+) compute buffer size =\s*([\d.]+) MiB")
 _KV = re.compile(
     r"llama_kv_cache: size =\s*([\d.]+) MiB \(\s*(\d+) cells,\s*(\d+) layers,\s*(\d+)/(\d+) seqs\)"
 )
+T = TypeVar("T")
 _RS = re.compile(r"llama_memory_recurrent: size =\s*([\d.]+) MiB")
 _READY = ("listening on http", "server is listening")
 
@@ -163,28 +166,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def measure(gguf: Path, flags: list[str], *, timeout: float = 120.0) -> tuple[Truth, str]:
-    """Run llama-server on `gguf` with `flags` until the model is loaded; what it printed."""
-    server = ensure_server()
-    argv = [
-        str(server),
-        "-m",
-        str(gguf),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(_free_port()),
-        "-lm",
-        "none",
-        "--fit",
-        "off",
-        "--no-warmup",
-        "-t",
-        "2",
-        "-v",
-        *flags,
-    ]
-    log_path = CACHE / "last-run.log"
+def server_argv(server: Path, gguf: Path, flags: list[str]) -> list[str]:
+    """llama-server on `gguf` on a free loopback port, verbose, fitting off, no warm-up."""
+    return [str(server), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(_free_port()),
+            "--fit", "off", "--no-warmup", "-v", *flags]  # fmt: skip
+
+
+def run_loaded(
+    argv: list[str],
+    log_path: Path,
+    *,
+    timeout: float = 120.0,
+    while_loaded: Callable[[int], T] | None = None,
+) -> tuple[str, T | None]:
+    """Start `argv`, wait until the model is loaded (it listens), call `while_loaded(pid)`,
+    stop the server (its whole process group) and return what it printed."""
+    result: T | None = None
     with open(log_path, "w") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -192,17 +189,25 @@ def measure(gguf: Path, flags: list[str], *, timeout: float = 120.0) -> tuple[Tr
             while time.monotonic() < deadline and proc.poll() is None:
                 text = log_path.read_text(errors="replace")
                 if any(marker in text for marker in _READY):
+                    if while_loaded is not None:
+                        result = while_loaded(proc.pid)
                     break
                 time.sleep(0.1)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
                 try:
-                    proc.wait(10)
+                    proc.wait(30)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
-    text = log_path.read_text(errors="replace")
+    return log_path.read_text(errors="replace"), result
+
+
+def measure(gguf: Path, flags: list[str], *, timeout: float = 120.0) -> tuple[Truth, str]:
+    """Run the CPU llama-server on `gguf` with `flags` until loaded; what it printed."""
+    argv = server_argv(ensure_server(), gguf, ["-lm", "none", "-t", "2", *flags])
+    text, _none = run_loaded(argv, CACHE / "last-run.log", timeout=timeout)
     truth = parse(text)
     if not truth.model:
         tail = "\n".join(text.splitlines()[-15:])

@@ -50,6 +50,17 @@ SHAPES = {
     "gqa-2g": Shape(
         "gqa-2g", n_layer=16, n_embd=2048, n_head=16, n_head_kv=4, n_ff=5632, n_vocab=32000
     ),
+    # header-only tests of a 40 GB-class file: Llama 3 70B's shape in Q4_0 (37 GiB)
+    "llama-70b": Shape(
+        "llama-70b",
+        n_layer=80,
+        n_embd=8192,
+        n_head=64,
+        n_head_kv=8,
+        n_ff=28672,
+        n_vocab=128256,
+        weights="q4_0",
+    ),
     "mha-3g": Shape(
         "mha-3g", n_layer=16, n_embd=3072, n_head=24, n_head_kv=24, n_ff=8192, n_vocab=32000
     ),

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from reconciler.gguf.ggml import QUANT_SIZES
 from reconciler.gguf.reader import ArrayInfo, ModelFileError, read_gguf
-from tests.ggufs import Shape, write_gguf
+from tests.ggufs import SHAPES, Shape, write_gguf
 
 TINY = Shape("tiny", n_layer=2, n_embd=64, n_head=4, n_head_kv=2, n_ff=128, n_vocab=600)
 
@@ -62,17 +62,7 @@ def test_fingerprint_follows_the_header_not_the_path(tmp_path: Path, tiny: Path)
 
 
 def test_a_40_gb_class_header_is_read_without_the_weights(tmp_path: Path) -> None:
-    shape = Shape(
-        "llama-70b",
-        n_layer=80,
-        n_embd=8192,
-        n_head=64,
-        n_head_kv=8,
-        n_ff=28672,
-        n_vocab=128256,
-        weights="q4_0",
-    )
-    path = write_gguf(tmp_path / "big.gguf", shape, sparse=True)
+    path = write_gguf(tmp_path / "big.gguf", SHAPES["llama-70b"], sparse=True)
     assert path.stat().st_size > 35 * 2**30
     assert path.stat().st_blocks * 512 < 64 * 2**20  # sparse: the weights were never written
     header = read_gguf(path)
