@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="the desired-state YAML file")
     p.set_defaults(func=lock)
 
+    p = sub.add_parser("plan", help="what would change, and why (a dry run)")
+    _plan_arguments(p)
+    p.set_defaults(func=_plan)
+
     p = sub.add_parser("status", help="GPUs, what holds their memory, and our instances")
     p.add_argument("--json", action="store_true", help="the snapshot format (for --observed)")
     source = p.add_mutually_exclusive_group()
@@ -72,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", nargs="?", choices=("desired", "profile"), default="desired")
     p.set_defaults(func=schema)
     return parser
+
+
+def _plan_arguments(p: argparse.ArgumentParser) -> None:
+    from reconciler.commands.plan import add_arguments  # noqa: PLC0415
+
+    add_arguments(p)
+
+
+def _plan(args: argparse.Namespace, out: TextIO) -> int:
+    from reconciler.commands.plan import plan_command  # noqa: PLC0415
+
+    return plan_command(args, out)
 
 
 def _status(args: argparse.Namespace, out: TextIO) -> int:

@@ -27,6 +27,7 @@ class JournalEntry(BaseModel):
     unit: str | None = None
     gpus: tuple[int, ...] = ()
     port: int | None = None
+    launch: dict[str, str] | None = None  # the launch settings, to see what changed
 
 
 class _Journal(BaseModel):

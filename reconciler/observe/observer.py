@@ -95,6 +95,7 @@ class Observer:
                     source="journal",
                     gpus=tuple(sorted(labels)),
                     used_mib=mib,
+                    launch=entry.launch,
                 )
             )
         journaled = {e.model for e in journal}

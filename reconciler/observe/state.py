@@ -88,6 +88,9 @@ class Instance(_Frozen):
     source: Literal["journal", "label"] = "journal"
     gpus: tuple[str, ...] = Field((), description="Labels of the GPUs it holds memory on.")
     used_mib: int = Field(0, description="GPU memory of it and its children, all GPUs.")
+    launch: dict[str, str] | None = Field(
+        None, description="The launch settings it was started with (from the journal)."
+    )
 
 
 class ObservedState(_Frozen):

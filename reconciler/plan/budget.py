@@ -1,0 +1,75 @@
+"""How much memory our models may use on each GPU, and why a GPU may not be used at all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.observe.levels import ThermalState, thermal_state
+from reconciler.observe.state import GpuState, ObservedState
+from reconciler.spec.desired import Desired
+
+__all__ = ["GpuBudget", "gpu_budgets"]
+
+
+@dataclass(frozen=True)
+class GpuBudget:
+    label: str  # "0", "0/mig1"
+    index: int
+    uuid: str
+    name: str
+    total_mib: int
+    reserve_mib: int  # headroom: never used
+    foreign_mib: int  # held by other programs
+    budget_mib: int  # what our models may use: total - reserve - foreign
+    thermal: ThermalState
+    usable: bool  # may hold our models at all
+    startable: bool  # may take new starts (not above shed_above_c)
+    why_not: str | None = None
+
+
+def _foreign(gpu: GpuState) -> int:
+    """Memory physically taken by programs other than ours (also what NVML cannot attribute)."""
+    ours = sum(p.used_mib or 0 for p in gpu.processes if p.owner == "ours")
+    reported = sum(p.used_mib or 0 for p in gpu.processes if p.owner == "foreign")
+    unattributed = gpu.memory_used_mib - (gpu.memory_reserved_mib or 0) - ours
+    return max(reported, unattributed, 0)
+
+
+def _allowed(desired: Desired, gpu: GpuState) -> bool:
+    if desired.gpus is None:
+        return True
+    return any(ref in (gpu.index, gpu.uuid) for ref in desired.gpus)
+
+
+def gpu_budgets(desired: Desired, observed: ObservedState) -> tuple[GpuBudget, ...]:
+    out = []
+    policy = desired.policy
+    for gpu in observed.gpus:
+        reserve = policy.headroom.reserve_for(gpu.memory_total_mib)
+        foreign = _foreign(gpu)
+        thermal = thermal_state(gpu.temperature_c, policy.thermal)
+        why = None
+        if gpu.lost:
+            why = "the GPU is lost (fell off the bus)"
+        elif not _allowed(desired, gpu):
+            why = "not in `gpus` of the desired file"
+        elif thermal == "critical":
+            why = f"too hot: {gpu.temperature_c} C >= evict_above_c {policy.thermal.evict_above_c}"
+        budget = max(gpu.memory_total_mib - reserve - foreign, 0)
+        out.append(
+            GpuBudget(
+                label=gpu.label,
+                index=gpu.index,
+                uuid=gpu.uuid,
+                name=gpu.name,
+                total_mib=gpu.memory_total_mib,
+                reserve_mib=reserve,
+                foreign_mib=foreign,
+                budget_mib=budget if why is None else 0,
+                thermal=thermal,
+                usable=why is None,
+                startable=why is None and thermal != "throttling",
+                why_not=why,
+            )
+        )
+    return tuple(out)
