@@ -9,9 +9,17 @@ PROFILE ?= rtx4090
 
 .PHONY: run test lint schema bench clean
 
-# The main job: check the example desired state against a hardware profile.
+# The main job: plan the example desired state against this machine's GPUs when NVML sees
+# one, else against the hardware profile $(PROFILE).
 run: $(STAMP)
 	$(BIN)/reconcile check $(DESIRED) --profile $(PROFILE)
+	@if $(BIN)/python -c 'import pynvml; pynvml.nvmlInit()' 2>/dev/null; then \
+		echo "+ reconcile plan $(DESIRED)   (this machine, NVML)"; \
+		$(BIN)/reconcile plan $(DESIRED); \
+	else \
+		echo "+ reconcile plan $(DESIRED) --profile $(PROFILE)   (no NVIDIA GPU here)"; \
+		$(BIN)/reconcile plan $(DESIRED) --profile $(PROFILE); \
+	fi
 
 # The whole test suite.
 test: $(STAMP)

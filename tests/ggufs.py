@@ -71,6 +71,10 @@ _TYPES = {
     "f16": GGMLQuantizationType.F16,
     "q8_0": GGMLQuantizationType.Q8_0,
     "q4_0": GGMLQuantizationType.Q4_0,
+    # header-only (sparse) files: the gguf package cannot quantize to these
+    "q4_k": GGMLQuantizationType.Q4_K,
+    "q6_k": GGMLQuantizationType.Q6_K,
+    "iq3_s": GGMLQuantizationType.IQ3_S,
 }
 
 
@@ -124,7 +128,9 @@ def _metadata(w: gguf.GGUFWriter, shape: Shape) -> None:
         else:
             w.add_string(key, str(value))
     w.add_file_type(
-        {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7}[shape.weights],
+        {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7, "q4_k": 15, "q6_k": 18, "iq3_s": 26}[
+            shape.weights
+        ]
     )
     tokens, scores, types = _tokens(shape.n_vocab)
     w.add_tokenizer_model("llama")

@@ -134,10 +134,13 @@ def make_lock(desired: Desired, old: LockFile | None) -> tuple[LockFile, list[st
     return LockFile(models=models), notes
 
 
-def write_lock(lock: LockFile, path: Path) -> None:
-    """Write atomically: a reader never sees half a lock file."""
-    text = dump_yaml(lock.model_dump(mode="json"), HEADER)
+def write_lock(lock: LockFile, path: Path, header: str = HEADER) -> None:
+    """Write atomically (a reader never sees half a lock file), readable like any file."""
+    text = dump_yaml(lock.model_dump(mode="json"), header)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)

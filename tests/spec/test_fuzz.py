@@ -15,9 +15,10 @@ from ruamel.yaml import YAML
 from reconciler.errors import ConfigErrors
 from reconciler.spec.desired import Desired
 from reconciler.spec.loader import parse_desired
+from tests.examples import desired_examples
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = [p.read_text() for p in sorted((ROOT / "desired").glob("*.yaml"))]
+EXAMPLES = [p.read_text() for p in desired_examples()]
 _yaml = YAML(typ="safe", pure=True)
 BASES = [_yaml.load(text) for text in EXAMPLES]
 

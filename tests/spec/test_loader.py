@@ -10,9 +10,10 @@ from reconciler.errors import ConfigErrors
 from reconciler.spec.desired import Desired
 from reconciler.spec.loader import load_desired, parse_desired
 from reconciler.spec.yamlfile import MAX_BYTES, parse_yaml
+from tests.examples import desired_examples
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted((ROOT / "desired").glob("*.yaml"))
+EXAMPLES = desired_examples()
 
 
 def messages(text: str, environ: dict[str, str] | None = None) -> list[str]:
