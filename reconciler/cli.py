@@ -49,7 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         action="append",
         metavar="NAME|PATH",
-        help="hardware profile (a name from profiles/ or a path); repeatable",
+        help="hardware profile (a name from profiles/ or a path); repeatable: the models must fit",
+    )
+    p.add_argument(
+        "--format",
+        choices=("text", "github"),
+        default="text",
+        help="github: ::error annotations on the desired file's lines (GitHub Actions)",
     )
     p.set_defaults(func=check)
 

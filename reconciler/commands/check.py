@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import TextIO
 
-from reconciler.errors import ConfigErrors
+from reconciler.commands.plan import model_facts
+from reconciler.errors import ConfigError, ConfigErrors
+from reconciler.observe.snapshot import from_profile
+from reconciler.plan.planner import make_plan
 from reconciler.spec.desired import ModelSpec
-from reconciler.spec.loader import check_hardware, load_desired, load_profile
+from reconciler.spec.loader import (
+    DesiredFile,
+    ProfileFile,
+    check_hardware,
+    load_desired,
+    load_profile,
+)
 from reconciler.spec.profile import Profile
 
-__all__ = ["check", "describe_model", "describe_profile"]
+__all__ = ["Finding", "check", "describe_model", "describe_profile", "fit_findings", "github"]
 
 
 def describe_model(m: ModelSpec) -> list[str]:
@@ -18,7 +28,8 @@ def describe_model(m: ModelSpec) -> list[str]:
     if m.backend == "llama.cpp":
         slots = f"ctx {m.ctx}" + (f" x{m.parallel}" if m.parallel > 1 else "")
         size = f"{slots} {m.cache_type}"
-        source = str(m.gguf) + ("" if m.gguf is not None and m.gguf.exists() else " (file absent)")
+        here = m.gguf is not None and m.gguf.exists()
+        source = str(m.gguf) + ("" if here else " (absent here: sized from the lock file)")
     else:
         size = f"{m.vram_mib} MiB"
         source = " ".join(m.argv) if m.argv is not None else (m.model or "")
@@ -50,7 +61,54 @@ def _table(rows: list[list[str]]) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class Finding:
+    """A model that does not fit a profile: an error when it is required, else a warning."""
+
+    error: ConfigError
+    required: bool
+
+
+def fit_findings(desired: DesiredFile, profile: ProfileFile) -> tuple[list[Finding], str]:
+    """Plan the desired file on the idle profiled machine; what does not fit, and a summary."""
+    facts, problems, _warnings = model_facts(desired.spec, str(desired.path))
+    state = from_profile(profile.spec, profile.name)
+    plan = make_plan(desired.spec, state, facts, problems)
+    index = {m.name: i for i, m in enumerate(desired.spec.models)}
+    findings = []
+    placed = 0
+    for action in plan.actions:
+        if action.action not in ("blocked", "stop"):
+            placed += 1
+            continue
+        spec = desired.spec.model_named(action.model)
+        required = spec is not None and spec.required
+        kind = "required model" if required else "model"
+        message = f"{kind} {action.model} does not fit on profile {profile.name}: {action.reason}"
+        findings.append(Finding(desired.error(("models", index[action.model]), message), required))
+    summary = f"{placed} of {len(plan.actions)} models fit"
+    return findings, summary
+
+
+def github(error: ConfigError, level: str) -> str:
+    """A GitHub Actions annotation on the file's line."""
+    message = error.message if not error.path else f"{error.path}: {error.message}"
+    where = f"file={error.file}" + (f",line={error.line},col={error.col}" if error.line else "")
+    return f"::{level} {where}::" + message.replace("%", "%25").replace("\n", "%0A")
+
+
 def check(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        return _check(args, out)
+    except ConfigErrors as exc:
+        if args.format != "github":
+            raise
+        for error in exc.errors:
+            out.write(github(error, "error") + "\n")
+        return 1
+
+
+def _check(args: argparse.Namespace, out: TextIO) -> int:
     desired = load_desired(args.file)
     profiles = [load_profile(p) for p in args.profile or []]
     errors = [e for p in profiles for e in check_hardware(desired, p)]
@@ -58,9 +116,19 @@ def check(args: argparse.Namespace, out: TextIO) -> int:
         raise ConfigErrors(errors)
     spec = desired.spec
     count = len(spec.models)
-    out.write(f"{args.file}: valid, {count} model{'s' if count != 1 else ''}\n")
-    for line in _table([describe_model(m) for m in spec.models]):
-        out.write(line + "\n")
+    text = args.format != "github"
+    if text:
+        out.write(f"{args.file}: valid, {count} model{'s' if count != 1 else ''}\n")
+        for line in _table([describe_model(m) for m in spec.models]):
+            out.write(line + "\n")
+    failed = False
     for p in profiles:
-        out.write(describe_profile(p.name, p.spec) + "\n")
-    return 0
+        findings, summary = fit_findings(desired, p)
+        failed = failed or any(f.required for f in findings)
+        for f in findings:
+            level = "error" if f.required else "warning"
+            out.write((f"{level}: {f.error.render()}" if text else github(f.error, level)) + "\n")
+        if text:
+            out.write(describe_profile(p.name, p.spec) + "\n")
+            out.write(f"  {summary}\n")
+    return 1 if failed else 0

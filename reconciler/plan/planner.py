@@ -300,5 +300,5 @@ def _hints(m: ModelSpec, facts: ModelFacts | None, most: int) -> str:
             break
     text = " or ".join(out)
     if m.fallbacks:
-        text += ("; " if text else "") + "fallbacks " + ", ".join(m.fallbacks) + " do not fit"
+        text += ("; " if text else "") + "fallbacks " + ", ".join(m.fallbacks) + " do not fit either"
     return text

@@ -30,7 +30,8 @@ def test_check_valid_example_against_a_profile(
     assert lines[1].split()[:6] == ["chat", "llama.cpp", "priority", "100", "ctx", "16384"]
     assert "required" in lines[1]
     assert "fallbacks coder-small" in lines[3]
-    assert lines[-1].startswith("profile rtx4090: workstation, RTX 4090 24 GB")
+    assert lines[-2].startswith("profile rtx4090: workstation, RTX 4090 24 GB")
+    assert lines[-1] == "  3 of 3 models fit"
 
 
 def test_check_lists_every_error_and_exits_1(
