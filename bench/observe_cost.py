@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reconciler.observe.observer import Observer  # noqa: E402
+from reconciler.observe.processes import SETTLE_S  # noqa: E402
 from tests.observe.fake_nvml import MIB, FakeGpu, FakeNvml  # noqa: E402
 
 RUNS = 200
@@ -39,7 +40,7 @@ def main() -> int:
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]) for _ in range(20)
     ]
     try:
-        time.sleep(0.3)
+        time.sleep(SETTLE_S + 0.5)  # younger processes are read afresh, not from the cache
         pids = [p.pid for p in sleepers]
         gpus = [
             FakeGpu(

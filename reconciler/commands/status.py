@@ -30,19 +30,26 @@ def _opt(value: object, unit: str) -> str:
 def _gpu_line(g: GpuState) -> str:
     if g.lost:
         return f"GPU {g.label}  {g.name}  LOST: the GPU fell off the bus; check `dmesg`, reboot"
-    level = pressure(g.memory_used_mib, g.memory_total_mib)
+    if g.memory_total_mib > 0:
+        level = pressure(g.memory_used_mib, g.memory_total_mib)
+        memory = (
+            f"{_bar(g.memory_used_mib, g.memory_total_mib)} "
+            f"{g.memory_used_mib}/{g.memory_total_mib} MiB ({level})"
+        )
+    else:
+        memory = "memory not readable"
     temp = thermal_state(g.temperature_c)
     power = f"{_opt(g.power_w, '')}/{_opt(g.power_limit_w, ' W')}"
     events = f"  clocks: {','.join(g.clock_events)}" if set(g.clock_events) - {"idle"} else ""
     return (
-        f"GPU {g.label}  {g.name}  {_bar(g.memory_used_mib, g.memory_total_mib)} "
-        f"{g.memory_used_mib}/{g.memory_total_mib} MiB ({level})  "
+        f"GPU {g.label}  {g.name}  {memory}  "
         f"{_opt(g.temperature_c, ' C')} ({temp})  {power}  util {_opt(g.utilization_pct, '%')}"
         f"{events}"
     )
 
 
 def render_status(state: ObservedState) -> list[str]:
+    """The status table, line by line: GPUs with their processes, host, our instances."""
     lines = [f"source: {state.source}" + (f", driver {state.driver}" if state.driver else "")]
     if not state.gpus:
         lines.append(state.gpu_note or "no NVIDIA GPU")
@@ -55,6 +62,7 @@ def render_status(state: ObservedState) -> list[str]:
             lines.append(
                 f"    {p.pid:>8}  {p.kind:<8}  {mib:>7} MiB  {p.name or '?'}{user}  [{who}]"
             )
+    lines += [f"note: {note}" for note in state.notes]
     h = state.host
     lines.append(f"host: {h.ram_available_mib}/{h.ram_total_mib} MiB RAM available, {h.cpus} CPUs")
     if state.instances:
@@ -70,6 +78,11 @@ def render_status(state: ObservedState) -> list[str]:
 
 
 def status(args: argparse.Namespace, out: TextIO) -> int:
+    """`reconcile status [--json] [--observed FILE | --profile NAME]`: writes to `out` only.
+
+    Errors a user can act on (a broken snapshot, an unknown profile, a damaged journal) are
+    raised as `ReconcileError`s for the CLI to print.
+    """
     state = observe(observed=args.observed, profile=args.profile)
     if args.json:
         out.write(state.to_json() + "\n")

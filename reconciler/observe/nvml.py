@@ -1,11 +1,16 @@
 """NVML (nvidia-ml-py): the GPUs and the processes on them.
 
-Initialised once, lazily. Errors are mapped so that a person can act on them:
-- no NVML library or no driver: "no NVIDIA GPU", a normal state (CPU-only plans);
-- a field the GPU does not support, or we may not read: `None` for that field only;
+Initialised once, lazily; the `pynvml` module is injectable (tests pass a fake). Errors are
+mapped so that a person can act on them, never a traceback:
+- no `pynvml` package, no NVML library or no driver: "no NVIDIA GPU", a normal state (CPU-only
+  plans), said in `note`;
+- a field the GPU does not support: `None` for that field only;
+- a field we may not read (no permission) or another NVML error on one field: `None` for that
+  field, and a line in `notes` saying which GPU and what;
 - a GPU that fell off the bus: listed as lost, the others still observed;
-- a process that exits between NVML's list and the process table: dropped.
-Static facts (name, UUID, compute capability, bus id, power limit) are read once.
+- a GPU that cannot be read at all (no handle): left out, with a line in `notes`.
+Static facts (name, UUID, compute capability, bus id, power limit) are read once per device.
+Which process is whose is decided by `processes.ProcessTable`, not here.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ from typing import Any, TypeVar
 
 from reconciler.observe.state import GpuState, ProcessKind
 
-__all__ = ["CLOCK_EVENTS", "Nvml"]
+__all__ = ["CLOCK_EVENTS", "NOT_AVAILABLE", "Nvml", "RawProcess"]
 
 T = TypeVar("T")
+RawProcess = tuple[int, int | None, ProcessKind]  # (pid, MiB or None, which list)
+Found = list[tuple[GpuState, list[RawProcess]]]
 MIB = 1024 * 1024
 NOT_AVAILABLE = (1 << 64) - 1  # NVML_VALUE_NOT_AVAILABLE for unsigned long long
-CLOCK_EVENTS = {
+CLOCK_EVENTS = {  # nvmlClocksEventReason* bits, by their short names
     0x1: "idle",
     0x2: "app-clocks",
     0x4: "sw-power-cap",
@@ -31,11 +38,34 @@ CLOCK_EVENTS = {
     0x40: "hw-thermal",
     0x80: "hw-power-brake",
     0x100: "display-clocks",
+    0x200: "board-limit",
+    0x400: "reliability",
+}
+WHAT = {  # NVML calls, as the notes name them
+    "nvmlDeviceGetCount": "the number of GPUs",
+    "nvmlSystemGetDriverVersion": "the driver version",
+    "nvmlDeviceGetComputeRunningProcesses": "the compute process list",
+    "nvmlDeviceGetGraphicsRunningProcesses": "the graphics process list",
+    "nvmlDeviceGetMemoryInfo": "memory use",
+    "nvmlDeviceGetPowerUsage": "power draw",
+    "nvmlDeviceGetEnforcedPowerLimit": "the power limit",
+    "nvmlDeviceGetTemperature": "temperature",
+    "nvmlDeviceGetUtilizationRates": "utilisation",
+    "nvmlDeviceGetCurrentClocksEventReasons": "clock events",
 }
 
 
 class _Lost(Exception):
     """A GPU became unreachable while we were reading it."""
+
+
+def _import_pynvml() -> Any:
+    """The pynvml module, or None where nvidia-ml-py is not installed."""
+    try:
+        import pynvml  # noqa: PLC0415 - only when a GPU is to be observed
+    except ImportError:
+        return None
+    return pynvml
 
 
 class Nvml:
@@ -44,16 +74,14 @@ class Nvml:
     def __init__(self, module: ModuleType | Any | None = None) -> None:
         self._module = module
         self._ready = False
-        self.note: str | None = None
+        self.note: str | None = None  # why no GPU is seen (set once, when NVML cannot start)
+        self.notes: list[str] = []  # what this observation could not read
         self.driver: str | None = None
         self._static: dict[tuple[int, int | None], dict[str, Any]] = {}
+        self._where = "NVML"  # what the notes of the current call are about
 
     @property
     def nv(self) -> Any:
-        if self._module is None:
-            import pynvml  # noqa: PLC0415 - only when a GPU is to be observed
-
-            self._module = pynvml
         return self._module
 
     def start(self) -> bool:
@@ -62,6 +90,11 @@ class Nvml:
             return True
         if self.note is not None:
             return False
+        if self._module is None:
+            self._module = _import_pynvml()
+            if self._module is None:
+                self.note = "no NVIDIA GPU: the nvidia-ml-py package (pynvml) is not installed"
+                return False
         nv = self.nv
         try:
             nv.nvmlInit()
@@ -78,7 +111,7 @@ class Nvml:
             self.note = f"NVML could not start: {exc}"
             return False
         self._ready = True
-        self.driver = self._field(nv.nvmlSystemGetDriverVersion)
+        self.driver = _text(self._field(nv.nvmlSystemGetDriverVersion))
         return True
 
     def _field(self, fn: Callable[..., T], *args: Any) -> T | None:
@@ -86,23 +119,42 @@ class Nvml:
         nv = self.nv
         try:
             return fn(*args)
-        except (nv.NVMLError_NotSupported, nv.NVMLError_NoPermission, nv.NVMLError_NotFound):
+        except (nv.NVMLError_NotSupported, nv.NVMLError_NotFound):
             return None
         except nv.NVMLError_GpuIsLost:
             raise _Lost from None
+        except nv.NVMLError_NoPermission:
+            self._note(fn, "no permission; run as a user who may use the GPU")
+            return None
+        except nv.NVMLError as exc:
+            self._note(fn, f"NVML error: {exc}")
+            return None
 
-    def gpus(self) -> list[tuple[GpuState, list[tuple[int, int | None, ProcessKind]]]]:
+    def _note(self, fn: Callable[..., Any], why: str) -> None:
+        name = getattr(fn, "__name__", "?")
+        self.notes.append(f"{self._where}: {WHAT.get(name, name)} not read ({why})")
+
+    def gpus(self) -> Found:
         """Every GPU (MIG devices as their own entries) with its raw (pid, MiB, kind) list."""
+        self.notes = []
         if not self.start():
             return []
-        nv = self.nv
-        out = []
-        for index in range(nv.nvmlDeviceGetCount()):
+        out: Found = []
+        for index in range(self._count()):
             out.extend(self._one(index))
         return out
 
-    def _one(self, index: int) -> list[tuple[GpuState, list[tuple[int, int | None, ProcessKind]]]]:
+    def _count(self) -> int:
+        self._where = "NVML"
+        try:
+            return self._field(self.nv.nvmlDeviceGetCount) or 0
+        except _Lost:
+            self.notes.append("NVML: a GPU is lost; check `dmesg` and reboot")
+            return 0
+
+    def _one(self, index: int) -> Found:
         nv = self.nv
+        self._where = f"GPU {index}"
         try:
             handle = nv.nvmlDeviceGetHandleByIndex(index)
             state, procs = self._read(handle, index, None)
@@ -110,25 +162,31 @@ class Nvml:
             if state.mig_mode:
                 out += self._mig(handle, index)
         except (_Lost, nv.NVMLError_GpuIsLost):
-            static = self._static.get((index, None), {})
-            lost = GpuState(
-                index=index,
-                uuid=static.get("uuid", f"unknown-{index}"),
-                name=static.get("name", "unknown"),
-                memory_total_mib=0,
-                memory_used_mib=0,
-                memory_free_mib=0,
-                lost=True,
-            )
-            return [(lost, [])]
+            return [(self._lost(index), [])]
+        except nv.NVMLError as exc:
+            self.notes.append(f"GPU {index}: cannot be read ({exc}); left out")
+            return []
         return out
 
-    def _mig(
-        self, handle: Any, index: int
-    ) -> list[tuple[GpuState, list[tuple[int, int | None, ProcessKind]]]]:
+    def _lost(self, index: int) -> GpuState:
+        static = self._static.get((index, None), {})
+        return GpuState(
+            index=index,
+            uuid=static.get("uuid", f"unknown-{index}"),
+            name=static.get("name", "unknown"),
+            memory_total_mib=0,
+            memory_used_mib=0,
+            memory_free_mib=0,
+            compute_capability=static.get("compute_capability"),
+            pci_bus_id=static.get("pci_bus_id"),
+            lost=True,
+        )
+
+    def _mig(self, handle: Any, index: int) -> Found:
         nv = self.nv
         out = []
         for mig in range(self._field(nv.nvmlDeviceGetMaxMigDeviceCount, handle) or 0):
+            self._where = f"GPU {index}/mig{mig}"
             child = self._field(nv.nvmlDeviceGetMigDeviceHandleByIndex, handle, mig)
             if child is not None:
                 out.append(self._read(child, index, mig))
@@ -151,9 +209,7 @@ class Nvml:
             self._static[key] = facts
         return facts
 
-    def _read(
-        self, handle: Any, index: int, mig: int | None
-    ) -> tuple[GpuState, list[tuple[int, int | None, ProcessKind]]]:
+    def _read(self, handle: Any, index: int, mig: int | None) -> tuple[GpuState, list[RawProcess]]:
         nv = self.nv
         static = self._static_facts(handle, (index, mig))
         memory = self._memory(handle)
@@ -162,7 +218,7 @@ class Nvml:
         power = self._field(nv.nvmlDeviceGetPowerUsage, handle)
         events = self._field(nv.nvmlDeviceGetCurrentClocksEventReasons, handle)
         mode = self._field(nv.nvmlDeviceGetMigMode, handle) if mig is None else None
-        procs: list[tuple[int, int | None, ProcessKind]] = []
+        procs: list[RawProcess] = []
         lists: tuple[tuple[ProcessKind, Any], ...] = (
             ("compute", nv.nvmlDeviceGetComputeRunningProcesses),
             ("graphics", nv.nvmlDeviceGetGraphicsRunningProcesses),
@@ -189,19 +245,21 @@ class Nvml:
         return state, procs
 
     def _memory(self, handle: Any) -> tuple[int, int, int, int | None]:
-        """(total, used, free, reserved) MiB: the v2 query where the driver has it."""
+        """(total, used, free, reserved) MiB: the v2 query where the driver has it, else v1.
+
+        Unknown memory reads as 0 total, so that nothing is ever placed on such a GPU.
+        """
         nv = self.nv
         try:
             info = nv.nvmlDeviceGetMemoryInfo(handle, version=nv.nvmlMemory_v2)
-        except (
-            nv.NVMLError_NotSupported,
-            nv.NVMLError_FunctionNotFound,
-            nv.NVMLError_ArgumentVersionMismatch,
-            TypeError,
-        ):
-            info = self._field(nv.nvmlDeviceGetMemoryInfo, handle)
         except nv.NVMLError_GpuIsLost:
             raise _Lost from None
+        except (
+            nv.NVMLError,  # not supported, an old driver, no permission (a MIG parent): try v1
+            TypeError,  # an old nvidia-ml-py without the `version` argument
+            AttributeError,  # ... or without nvmlMemory_v2
+        ):
+            info = self._field(nv.nvmlDeviceGetMemoryInfo, handle)
         if info is None:
             return 0, 0, 0, None
         reserved = getattr(info, "reserved", None)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
 import psutil
 
 from reconciler.observe.journal import JournalEntry
-from reconciler.observe.nvml import Nvml
-from reconciler.observe.processes import ProcessTable
+from reconciler.observe.nvml import Nvml, RawProcess
+from reconciler.observe.processes import Owner, ProcessTable
 from reconciler.observe.state import GpuProcess, GpuState, HostState, Instance, ObservedState
 
 __all__ = ["Observer", "host_state"]
@@ -28,6 +28,15 @@ def host_state() -> HostState:
     )
 
 
+class _Held:
+    """What one instance of ours holds, gathered over the GPUs."""
+
+    def __init__(self, owner: Owner) -> None:
+        self.owner = owner
+        self.gpus: set[str] = set()
+        self.mib = 0
+
+
 class Observer:
     """Observes repeatedly and cheaply: NVML stays initialised, process facts are cached."""
 
@@ -35,56 +44,72 @@ class Observer:
         self.nvml = Nvml(nvml_module)
         self.table = ProcessTable()
 
-    def observe(self, journal: Sequence[JournalEntry] = ()) -> ObservedState:
-        gpus: list[GpuState] = []
-        held: dict[str, tuple[set[str], int]] = {}  # model -> (GPU labels, MiB)
-        entries = {e.pid: e for e in journal}
+    def observe(self, journal: Iterable[JournalEntry] = ()) -> ObservedState:
+        """The machine now; `journal` is what the reconciler started (see `journal.py`)."""
+        entries = tuple(journal)
+        by_pid: dict[int, list[JournalEntry]] = {}
+        for entry in entries:
+            by_pid.setdefault(entry.pid, []).append(entry)
+        held: dict[str, _Held] = {}  # model -> what its processes hold
         self.table.begin()
-        for state, raw in self.nvml.gpus():
-            processes = []
-            for pid, mib, kind in raw:
-                info = self.table.info(pid)
-                if info is None:
-                    continue  # exited between NVML's list and now: its memory is going too
-                model = self.table.owner(pid, entries)
-                processes.append(
-                    GpuProcess.model_construct(  # our own values: no need to validate again
-                        pid=pid,
-                        used_mib=mib,
-                        kind=kind,
-                        name=info.name,
-                        user=info.user,
-                        cmdline=info.cmdline,
-                        owner="ours" if model else "foreign",
-                        instance=model,
-                    )
-                )
-                if model:
-                    labels, total = held.get(model, (set(), 0))
-                    held[model] = (labels | {state.label}, total + (mib or 0))
-            gpus.append(state.model_copy(update={"processes": tuple(processes)}))
-        instances = self._instances(journal, held, gpus)
+        gpus = [
+            state.model_copy(update={"processes": self._attribute(state, raw, by_pid, held)})
+            for state, raw in self.nvml.gpus()
+        ]
+        instances = self._instances(entries, held)
         self.table.end()
         return ObservedState(
             source="nvml",
             observed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             driver=self.nvml.driver,
             gpu_note=self.nvml.note,
+            notes=tuple(dict.fromkeys(self.nvml.notes)),
             gpus=tuple(gpus),
             host=host_state(),
             instances=instances,
         )
 
-    def _instances(
+    def _attribute(
         self,
-        journal: Sequence[JournalEntry],
-        held: dict[str, tuple[set[str], int]],
-        gpus: list[GpuState],
+        gpu: GpuState,
+        raw: list[RawProcess],
+        journal: dict[int, list[JournalEntry]],
+        held: dict[str, _Held],
+    ) -> tuple[GpuProcess, ...]:
+        processes = []
+        for pid, mib, kind in raw:
+            info = self.table.info(pid)
+            if info is None:
+                continue  # exited between NVML's list and now: dropped (see processes.py)
+            owner = self.table.owner(pid, journal)
+            processes.append(
+                GpuProcess.model_construct(  # our own values: no need to validate again
+                    pid=pid,
+                    used_mib=mib,
+                    kind=kind,
+                    name=info.name,
+                    user=info.user,
+                    cmdline=info.cmdline,
+                    owner="foreign" if owner is None else "ours",
+                    instance=None if owner is None else owner.model,
+                )
+            )
+            if owner is not None:
+                item = held.setdefault(owner.model, _Held(owner))
+                item.gpus.add(gpu.label)
+                item.mib += mib or 0
+        return tuple(processes)
+
+    def _instances(
+        self, journal: tuple[JournalEntry, ...], held: dict[str, _Held]
     ) -> tuple[Instance, ...]:
         out = []
+        running = set()
         for entry in journal:
             alive = self.table.alive(entry)
-            labels, mib = held.get(entry.model, (set(), 0)) if alive else (set(), 0)
+            if alive:
+                running.add(entry.model)
+            item = held.get(entry.model) if alive else None
             out.append(
                 Instance(
                     model=entry.model,
@@ -93,26 +118,21 @@ class Observer:
                     unit=entry.unit,
                     state="running" if alive else "gone",
                     source="journal",
-                    gpus=tuple(sorted(labels)),
-                    used_mib=mib,
+                    gpus=() if item is None else tuple(sorted(item.gpus)),
+                    used_mib=0 if item is None else item.mib,
                     launch=entry.launch,
                 )
             )
-        journaled = {e.model for e in journal}
-        for gpu in gpus:
-            for p in gpu.processes:
-                if p.instance and p.instance not in journaled:
-                    journaled.add(p.instance)
-                    info = self.table.info(p.pid)
-                    labels, mib = held[p.instance]
-                    out.append(
-                        Instance(
-                            model=p.instance,
-                            pid=p.pid,
-                            start_time=info.start_time if info else 0.0,
-                            source="label",
-                            gpus=tuple(sorted(labels)),
-                            used_mib=mib,
-                        )
+        for model, item in held.items():
+            if model not in running:  # found by its label alone
+                out.append(
+                    Instance(
+                        model=model,
+                        pid=item.owner.pid,
+                        start_time=item.owner.start_time,
+                        source="label",
+                        gpus=tuple(sorted(item.gpus)),
+                        used_mib=item.mib,
                     )
+                )
         return tuple(out)

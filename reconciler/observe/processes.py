@@ -5,27 +5,38 @@ started), or when it carries our label in its environment (`RECONCILER_INSTANCE=
 a child of one of ours (a vLLM worker, say) counts as that instance. A pid that was reused by
 another program has another start time and no label: it is foreign. Names never decide.
 
-Container caveat: NVML reports host pids. Inside a container without the host's pid
-namespace those pids do not exist or belong to other processes, so every GPU process looks
-foreign (and memory is still counted); run the reconciler on the host or with `--pid=host`.
+A process that NVML lists but that has exited by the time we look it up is dropped from the
+list: its memory is on its way out, and the GPU's used memory still counts it until then (the
+planner charges memory that no listed process explains to other programs).
+
+Container caveat: NVML reports host pids. Inside a container without the host's pid namespace
+those pids do not exist there (so the process is dropped from the list) or belong to other
+processes (so it is shown under a wrong name); our own instances, journaled with container
+pids, are then not recognised and their memory counts as other programs'. Run the reconciler
+on the host, or in a container started with `--pid=host`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import psutil
 
 from reconciler.observe.journal import JournalEntry
 
-__all__ = ["LABEL", "ProcessInfo", "ProcessTable"]
+__all__ = ["LABEL", "Owner", "ProcessInfo", "ProcessTable"]
 
 LABEL = "RECONCILER_INSTANCE"
 MAX_DEPTH = 8  # how far up the parent chain a GPU process is traced to an instance
 START_TOLERANCE_S = 0.05
-_PROC = Path("/proc/self")
+# Name, command line and environment change at exec(), the start time does not: facts of a
+# process younger than this are read again at the next observation rather than cached.
+SETTLE_S = 2.0
+_HAS_PROC = Path("/proc/self/stat").is_file()
 
 
 @dataclass(frozen=True)
@@ -83,27 +94,44 @@ def _start_time(pid: int) -> float | None:
         return None
 
 
-def _stamp(pid: int) -> float | None:
-    """A cheap identity of the process `pid`: its start time in clock ticks on Linux (one
-    small read of /proc/<pid>/stat), its psutil start time elsewhere; None when gone."""
-    if not _PROC.is_dir():
-        return _start_time(pid)
+Stamp = tuple[float, bytes]
+
+
+def _stamp(pid: int) -> Stamp | None:
+    """A cheap identity of the process `pid`, None when it is gone: on Linux its start time in
+    clock ticks and its command name (which a later exec() changes), from one small read of
+    /proc/<pid>/stat; elsewhere its psutil start time."""
+    if not _HAS_PROC:
+        start = _start_time(pid)
+        return None if start is None else (start, b"")
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             stat = handle.read()
     except OSError:
         return None
     # Field 22 (starttime); the command name (field 2) may hold spaces, so count from ')'.
-    return float(stat[stat.rindex(b")") + 2 :].split()[19])
+    close = stat.rindex(b")")
+    return float(stat[close + 2 :].split()[19]), stat[stat.index(b"(") + 1 : close]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The instance a GPU process belongs to: its model and its top process."""
+
+    model: str
+    pid: int
+    start_time: float
+    source: Literal["journal", "label"]
 
 
 class ProcessTable:
-    """Cached process lookups: static facts are read once per (pid, start time)."""
+    """Cached process lookups: static facts are read once per (pid, start time, command
+    name), and not cached while a process is younger than `SETTLE_S`."""
 
     def __init__(self) -> None:
-        self._cache: dict[int, tuple[float, ProcessInfo]] = {}  # pid -> (stamp, info)
+        self._cache: dict[int, tuple[Stamp, ProcessInfo]] = {}  # pid -> (stamp, info)
         self._now: dict[int, ProcessInfo | None] = {}  # this observation's answers
-        self._owners: dict[int, str | None] = {}
+        self._owners: dict[int, Owner | None] = {}
 
     def begin(self) -> None:
         """A new observation: look again at every process, but at each only once."""
@@ -126,33 +154,38 @@ class ProcessTable:
         if cached is not None and cached[0] == stamp:
             return cached[1]
         fresh = _read(pid)
-        if fresh is None:
-            self._cache.pop(pid, None)
+        if fresh is None or time.time() - fresh.start_time < SETTLE_S:
+            self._cache.pop(pid, None)  # a young process may not have exec'd its program yet
         else:
             self._cache[pid] = (stamp, fresh)
         return fresh
 
-    def owner(self, pid: int, journal: Mapping[int, JournalEntry]) -> str | None:
-        """The model whose instance `pid` is or descends from, or None when foreign."""
+    def owner(self, pid: int, journal: Mapping[int, Sequence[JournalEntry]]) -> Owner | None:
+        """The instance that `pid` is or descends from, or None when the process is foreign.
+
+        `journal` maps a pid to its entries (an old entry may name a pid that was reused)."""
         if pid not in self._owners:
             self._owners[pid] = self._owner(pid, journal)
         return self._owners[pid]
 
-    def _owner(self, pid: int, entries: Mapping[int, JournalEntry]) -> str | None:
-        current: int | None = pid
+    def _owner(self, pid: int, entries: Mapping[int, Sequence[JournalEntry]]) -> Owner | None:
+        """Walk up the parents: a journal match (pid and start time) decides at once; a label
+        is followed up to the top of the labelled tree (children inherit the environment)."""
+        found: Owner | None = None
+        current = pid
         for _ in range(MAX_DEPTH):
-            if current is None or current <= 1:
-                return None
-            info = self.info(current)
+            info = self.info(current) if current > 1 else None
             if info is None:
-                return None
-            entry = entries.get(current)
-            if entry is not None and abs(entry.start_time - info.start_time) <= START_TOLERANCE_S:
-                return entry.model
-            if info.label:
-                return info.label
+                break
+            for entry in entries.get(current, ()):
+                if abs(entry.start_time - info.start_time) <= START_TOLERANCE_S:
+                    return Owner(entry.model, current, info.start_time, "journal")
+            if info.label and (found is None or info.label == found.model):
+                found = Owner(info.label, current, info.start_time, "label")
+            elif found is not None:
+                break  # out of the labelled tree
             current = info.ppid
-        return None
+        return found
 
     def alive(self, entry: JournalEntry) -> bool:
         """The journal's process still runs: same pid and same start time."""

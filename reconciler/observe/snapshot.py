@@ -1,9 +1,17 @@
-"""Observed states that come from files: snapshots (`--observed`) and hardware profiles."""
+"""Observed states that come from files: snapshots (`--observed`) and hardware profiles.
+
+A snapshot is what `reconcile status --json` prints; it reads back unchanged. JSON is read by
+the JSON parser (a syntax error points at its line and column); anything else is read as YAML.
+A snapshot is data, not configuration: `${...}` in it (a command line, say) is kept as written,
+never expanded. Problems are raised as `ConfigErrors`, each at its `file:line:col`.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -11,7 +19,8 @@ from reconciler.errors import ConfigError, ConfigErrors
 from reconciler.observe.state import GpuProcess, GpuState, HostState, ObservedState
 from reconciler.spec.messages import translate
 from reconciler.spec.profile import Profile
-from reconciler.spec.yamlfile import read_yaml
+from reconciler.spec.source import Source
+from reconciler.spec.yamlfile import MAX_BYTES, parse_yaml
 
 __all__ = ["from_profile", "load_snapshot"]
 
@@ -56,12 +65,63 @@ def from_profile(profile: Profile, name: str) -> ObservedState:
 
 def load_snapshot(path: str | os.PathLike[str]) -> ObservedState:
     """An ObservedState saved by `reconcile status --json` (JSON or YAML), errors located."""
-    source = read_yaml(Path(path))
+    file = os.fspath(path)
+    text = _read_text(Path(path), file)
+    data = _parse_json(text, file) if text.lstrip().startswith("{") else _parse_yaml(text, file)
+    if data is None:
+        raise ConfigErrors([ConfigError(file, 1, 1, "", "the snapshot is empty")])
+    try:
+        return ObservedState.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigErrors(translate(exc, _positions(text, file, data), ObservedState)) from None
+
+
+def _read_text(path: Path, file: str) -> str:
+    def fail(message: str) -> ConfigErrors:
+        return ConfigErrors([ConfigError(file, 0, 0, "", message)])
+
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise fail("no such file; check the path") from None
+    except IsADirectoryError:
+        raise fail("is a directory; give the path of a snapshot file") from None
+    except PermissionError:
+        raise fail("permission denied; check the file's permissions") from None
+    except OSError as exc:
+        raise fail(f"cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_BYTES:
+        raise fail(f"is larger than {MAX_BYTES // (1024 * 1024)} MiB; is this the right file?")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise fail(f"is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+def _parse_json(text: str, file: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        error = ConfigError(file, exc.lineno, exc.colno, "", f"JSON syntax error: {exc.msg}")
+        raise ConfigErrors([error]) from None
+
+
+def _literal(text: str) -> str:
+    """The text with every `${` escaped, so that the YAML reader expands nothing."""
+    return text.replace("${", "$${")
+
+
+def _parse_yaml(text: str, file: str) -> Any:
+    source = parse_yaml(_literal(text), file)
     if source.errors:
         raise ConfigErrors(source.errors)
-    if source.data is None:
-        raise ConfigErrors([ConfigError(source.file, 1, 1, "", "the snapshot is empty")])
+    return source.data
+
+
+def _positions(text: str, file: str, data: Any) -> Source:
+    """Where each value is, to locate validation errors (JSON is YAML too)."""
     try:
-        return ObservedState.model_validate(source.data)
-    except ValidationError as exc:
-        raise ConfigErrors(translate(exc, source, ObservedState)) from None
+        return parse_yaml(_literal(text), file)
+    except ConfigErrors:  # JSON that YAML does not take: errors are placed at 1:1
+        return Source(file, data)

@@ -95,10 +95,16 @@ class Instance(_Frozen):
 
 class ObservedState(_Frozen):
     format_version: Literal[1] = 1
-    source: str = Field(description='"nvml", "snapshot:<file>" or "profile:<name>".')
+    source: str = Field(
+        description='Where it came from: "nvml", "snapshot" (written by hand or a simulation) '
+        'or "profile:<name>". A snapshot read back keeps the source it was saved with.'
+    )
     observed_at: str = Field("", description="ISO 8601 time of the observation.")
     driver: str | None = None
     gpu_note: str | None = Field(None, description="Why no GPU is seen, said plainly.")
+    notes: tuple[str, ...] = Field(
+        (), description="What could not be read (a field not permitted, a GPU left out)."
+    )
     gpus: tuple[GpuState, ...] = ()
     host: HostState
     instances: tuple[Instance, ...] = ()

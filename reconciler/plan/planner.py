@@ -300,5 +300,7 @@ def _hints(m: ModelSpec, facts: ModelFacts | None, most: int) -> str:
             break
     text = " or ".join(out)
     if m.fallbacks:
-        text += ("; " if text else "") + "fallbacks " + ", ".join(m.fallbacks) + " do not fit either"
+        text += (
+            ("; " if text else "") + "fallbacks " + ", ".join(m.fallbacks) + " do not fit either"
+        )
     return text

@@ -6,10 +6,11 @@ model that is placed, whatever that costs lower ones); then the options' own pre
 (the model before a fallback, one GPU before a split, running instances where they are); then
 binpack (fill the fullest GPU that fits) or spread (the emptiest).
 
-Priority is decided model by model: model k joins the placed set when a depth-first search
-finds an assignment of the set plus k. Failed sub-searches are memoised on (position, free
+Priority is decided model by model: model k joins the placed set when it fits beside the
+current assignment (the fast path), or when a depth-first search finds an assignment of the
+set plus k that moves the others. Failed sub-searches are memoised on (position, free
 memory), so identical GPUs and repeated states cost once. The search is exact up to
-`node_limit` nodes per decision (default 200,000); past it the model is treated as not
+`node_limit` nodes per decision (default 20,000); past it the model is treated as not
 fitting and the result is marked inexact.
 """
 
@@ -23,7 +24,7 @@ from reconciler.plan.options import Option
 
 __all__ = ["Item", "Solution", "solve"]
 
-NODE_LIMIT = 200_000
+NODE_LIMIT = 20_000
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,34 @@ class _Search:
 
         return sorted(item.options, key=key)
 
+    def extend(self, chosen: dict[str, Option], items: Sequence[Item], item: Item) -> Option | None:
+        """The fast path: an option for `item` beside the current assignment, unchanged."""
+        free = list(self.capacity)
+        count = [0] * len(free)
+        host = self.host
+        for placed in items:
+            o = chosen[placed.name]
+            host -= o.host_mib
+            for g, need in zip(o.gpus, o.mib, strict=True):
+                free[g] -= need
+                count[g] += 1
+        return next((o for o in self._order(item, free) if self._fits(o, free, host, count)), None)
+
+    def hopeless(self, items: Sequence[Item], item: Item) -> bool:
+        """Cheap proofs that no rearrangement can help: the item alone is too big, or the
+        smallest options of all together exceed the total memory."""
+        empty = [0] * len(self.capacity)
+        if not any(self._fits(o, list(self.capacity), self.host, empty) for o in item.options):
+            return True
+        smallest = sum(min(o.total_mib for o in i.options) for i in (*items, item))
+        return smallest > sum(self.capacity)
+
     def assign(self, items: Sequence[Item]) -> dict[str, Option] | None:
         free = list(self.capacity)
         count = [0] * len(free)
         chosen: dict[str, Option] = {}
         failed: set[tuple[int, tuple[int, ...], int, tuple[int, ...]]] = set()
+        floor = [0 if i.fixed else min(o.total_mib for o in i.options) for i in items]
 
         def dfs(k: int, host: int) -> bool:
             if k == len(items):
@@ -94,6 +118,9 @@ class _Search:
                 self.exhausted = True
                 return False
             item = items[k]
+            if sum(floor[k:]) > sum(free):  # the rest cannot fit whatever the arrangement
+                failed.add(state)
+                return False
             for o in self._order(item, free):
                 if not (item.fixed or self._fits(o, free, host, count)):
                     continue
@@ -133,6 +160,13 @@ def solve(
         best = search.assign(placed) or {}
     for item in items:
         if item.fixed or not item.options:
+            continue
+        quick = search.extend(best, placed, item)
+        if quick is not None:
+            placed.append(item)
+            best = {**best, item.name: quick}
+            continue
+        if search.hopeless(placed, item):
             continue
         search.exhausted = False
         search.nodes = 0

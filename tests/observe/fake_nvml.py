@@ -1,7 +1,9 @@
 """A fake NVML module: the subset of pynvml the adapter calls, raising pynvml's real errors.
 
 Each scenario is a list of `FakeGpu`; a field named in `unsupported` raises NotSupported, one
-in `denied` raises NoPermission, and a GPU marked `lost` raises GpuIsLost on every call.
+in `denied` raises NoPermission, one in `failing` raises the NVML error of the given code, and a
+GPU marked `lost` raises GpuIsLost on every call (`no_handle`: its handle cannot be had).
+Errors are made as pynvml makes them, `pynvml.NVMLError(code)`, which gives the real subclass.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ class FakeGpu:
     graphics: list[tuple[int, int | None]] = field(default_factory=list)
     unsupported: set[str] = field(default_factory=set)
     denied: set[str] = field(default_factory=set)
+    failing: dict[str, int] = field(default_factory=dict)  # field -> NVML_ERROR_* code
     lost: bool = False
+    no_handle: int | None = None  # NVML_ERROR_* code of nvmlDeviceGetHandleByIndex
     mig: list[FakeGpu] | None = None
     v2: bool = True
 
@@ -59,6 +63,8 @@ class FakeNvml:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
         if fn in gpu.denied:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NO_PERMISSION)
+        if fn in gpu.failing:
+            raise pynvml.NVMLError(gpu.failing[fn])
 
     # --- the pynvml interface ----------------------------------------------------------------
     def nvmlInit(self) -> None:
@@ -72,9 +78,12 @@ class FakeNvml:
         return len(self.devices)
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeGpu:
-        if self.devices[index].lost:
+        gpu = self.devices[index]
+        if gpu.lost:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
-        return self.devices[index]
+        if gpu.no_handle is not None:
+            raise pynvml.NVMLError(gpu.no_handle)
+        return gpu
 
     def nvmlDeviceGetUUID(self, gpu: FakeGpu) -> str:
         self._check(gpu, "uuid")
@@ -130,10 +139,12 @@ class FakeNvml:
 
     def nvmlDeviceGetMaxMigDeviceCount(self, gpu: FakeGpu) -> int:
         self._check(gpu, "mig")
-        return len(gpu.mig or [])
+        return 7 if gpu.mig is not None else 0  # the slots, not the devices made (as NVML)
 
     def nvmlDeviceGetMigDeviceHandleByIndex(self, gpu: FakeGpu, index: int) -> FakeGpu:
         self._check(gpu, "mig")
+        if index >= len(gpu.mig or []):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)  # an empty slot
         return (gpu.mig or [])[index]
 
     def nvmlDeviceGetComputeRunningProcesses(self, gpu: FakeGpu) -> list[Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pynvml
 import pytest
@@ -36,6 +38,29 @@ def test_no_driver_is_a_normal_state(error: int, note: str) -> None:
     assert (state.gpus, state.gpu_note) == ((), note)
     assert state.host.ram_total_mib > 0
     assert state.host.cpus >= 1
+
+
+def test_no_pynvml_package_is_a_normal_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # `import pynvml` raises ImportError
+    state = Observer().observe()
+    assert state.gpus == ()
+    assert state.gpu_note == "no NVIDIA GPU: the nvidia-ml-py package (pynvml) is not installed"
+
+
+def test_nvml_starts_once() -> None:
+    fake = FakeNvml([FakeGpu()])
+    calls = []
+    real_init = fake.nvmlInit
+
+    def counting_init() -> None:
+        calls.append(1)
+        real_init()
+
+    fake.nvmlInit = counting_init  # type: ignore[method-assign]
+    observer = Observer(fake)
+    for _ in range(3):
+        observer.observe()
+    assert calls == [1]
 
 
 def test_one_gpu_every_field() -> None:
@@ -77,9 +102,37 @@ def test_a_field_not_supported_is_none_for_that_field_only() -> None:
     assert g.memory_total_mib == 24564
 
 
-def test_no_permission_on_a_field() -> None:
-    (g,) = observe([FakeGpu(denied={"processes", "power"})]).gpus
-    assert (g.processes, g.power_w) == ((), None)
+def test_no_permission_on_a_field_is_none_and_a_note() -> None:
+    state = observe([FakeGpu(denied={"processes", "power"}, compute=[(ME, MIB)])])
+    (g,) = state.gpus
+    assert (g.processes, g.power_w, g.temperature_c) == ((), None, 45)
+    why = "(no permission; run as a user who may use the GPU)"
+    assert state.notes == (
+        f"GPU 0: power draw not read {why}",
+        f"GPU 0: the compute process list not read {why}",
+        f"GPU 0: the graphics process list not read {why}",
+    )
+
+
+def test_another_nvml_error_on_a_field_is_none_and_a_note() -> None:
+    state = observe([FakeGpu(failing={"temperature": pynvml.NVML_ERROR_UNKNOWN})])
+    assert state.gpus[0].temperature_c is None
+    assert state.notes == ("GPU 0: temperature not read (NVML error: Unknown Error)",)
+
+
+def test_a_gpu_without_a_handle_is_left_out_with_a_note() -> None:
+    gpus = [FakeGpu(uuid="GPU-a", no_handle=pynvml.NVML_ERROR_NO_PERMISSION), FakeGpu(uuid="GPU-b")]
+    state = observe(gpus)
+    assert [(g.index, g.uuid) for g in state.gpus] == [(1, "GPU-b")]
+    assert state.notes == ("GPU 0: cannot be read (Insufficient Permissions); left out",)
+
+
+def test_notes_are_of_the_latest_observation_only() -> None:
+    fake = FakeNvml([FakeGpu(denied={"power"})])
+    observer = Observer(fake)
+    assert len(observer.observe().notes) == 1
+    fake.devices[0].denied = set()
+    assert observer.observe().notes == ()
 
 
 def test_memory_of_a_process_not_reported_is_none() -> None:
@@ -93,9 +146,6 @@ def test_old_driver_without_v2_memory_info() -> None:
 
 
 def test_a_process_gone_between_nvml_and_psutil_is_dropped() -> None:
-    import subprocess
-    import sys
-
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     (g,) = observe([FakeGpu(compute=[(gone.pid, 100 * MIB), (ME, 200 * MIB)])]).gpus
@@ -115,6 +165,22 @@ def test_mig_devices_are_their_own_entries() -> None:
     ]
     assert state.gpus[0].mig_mode is True
     assert [len(g.processes) for g in state.gpus] == [0, 0, 1]
+    assert state.notes == ()  # the empty MIG slots (NotFound) are no news
+
+
+def test_mig_parent_that_may_not_be_asked_for_its_totals() -> None:
+    # Aggregate queries on a MIG parent need privileges: the parent's memory is unknown (0, so
+    # nothing is placed on it), its MIG devices are read through their own handles.
+    parts = [FakeGpu(uuid="MIG-0", total_mib=40192, used_mib=10)]
+    parent = FakeGpu(total_mib=81920, mig=parts, denied={"memory", "processes"})
+    state = observe([parent])
+    assert [(g.label, g.memory_total_mib, g.memory_free_mib) for g in state.gpus] == [
+        ("0", 0, 0),
+        ("0/mig0", 40192, 40192 - 10 - 300),
+    ]
+    assert "GPU 0: memory use not read (no permission; run as a user who may use the GPU)" in (
+        state.notes
+    )
 
 
 def test_a_lost_gpu_is_marked_and_the_others_observed() -> None:
@@ -124,7 +190,16 @@ def test_a_lost_gpu_is_marked_and_the_others_observed() -> None:
     fake.devices[0].lost = True
     first, second = observer.observe().gpus
     assert (first.lost, first.uuid, first.memory_total_mib) == (True, "GPU-a", 0)
+    assert (first.pci_bus_id, first.processes) == ("00000000:01:00.0", ())
     assert (second.lost, second.memory_total_mib) == (False, 24564)
+
+
+def test_a_gpu_lost_midway_through_its_fields() -> None:
+    fake = FakeNvml([FakeGpu(uuid="GPU-a"), FakeGpu(uuid="GPU-b")])
+    fake.devices[0].failing = {"power": pynvml.NVML_ERROR_GPU_IS_LOST}
+    first, second = Observer(fake).observe().gpus
+    assert (first.lost, first.uuid) == (True, "GPU-a")  # static facts read before the loss
+    assert second.lost is False
 
 
 def test_static_facts_are_read_once() -> None:
@@ -141,7 +216,23 @@ def test_real_nvml() -> None:
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError:
-        pytest.skip("no NVIDIA driver here")
-    state = Observer().observe()
-    assert state.gpus
-    assert all(g.memory_total_mib > 0 and g.uuid.startswith(("GPU-", "MIG-")) for g in state.gpus)
+        pytest.skip("NVML cannot initialise here (no NVIDIA driver or GPU)")
+    observer = Observer()
+    state = observer.observe()
+    assert state.gpus, state.gpu_note
+    assert (state.source, state.gpu_note) == ("nvml", None)
+    assert state.driver
+    for g in state.gpus:
+        assert g.uuid.startswith(("GPU-", "MIG-"))
+        if g.lost or g.memory_total_mib == 0:
+            continue
+        assert 0 <= g.memory_used_mib <= g.memory_total_mib
+        assert g.memory_free_mib <= g.memory_total_mib
+        if g.mig is None:
+            assert g.compute_capability is not None
+            assert g.pci_bus_id
+        for p in g.processes:
+            assert p.pid > 0
+            assert p.used_mib is None or p.used_mib >= 0
+    again = observer.observe()  # static facts come from the cache
+    assert [g.uuid for g in again.gpus] == [g.uuid for g in state.gpus]

@@ -1,17 +1,18 @@
-"""Snapshots and profiles as observed states; `reconcile status` in both forms."""
+"""Snapshots and profiles as observed states."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
 from reconciler.errors import ConfigErrors
 from reconciler.observe.observer import Observer
 from reconciler.observe.snapshot import from_profile, load_snapshot
 from reconciler.spec.loader import load_profile
+from reconciler.spec.yamlfile import dump_yaml
 from tests.observe.fake_nvml import MIB, FakeGpu, FakeNvml
 
 
@@ -34,19 +35,46 @@ def test_cpu_only_profile_says_so() -> None:
     assert (state.gpus, state.gpu_note) == ((), "no NVIDIA GPU in profile cpu-only")
 
 
-def test_status_json_round_trips_through_observed(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import os
-
+def test_snapshot_reads_back_equal_with_its_fingerprint(tmp_path: Path) -> None:
     state = Observer(FakeNvml([FakeGpu(compute=[(os.getpid(), 512 * MIB)])])).observe()
-    first = tmp_path / "observed.json"
-    first.write_text(state.to_json())
-    assert main(["status", "--observed", str(first), "--json"]) == 0
-    again = capsys.readouterr().out
-    assert json.loads(again) == json.loads(first.read_text())
-    assert load_snapshot(first) == state
-    assert load_snapshot(first).fingerprint() == state.fingerprint()
+    path = tmp_path / "observed.json"
+    path.write_text(state.to_json())
+    assert load_snapshot(path) == state
+    assert load_snapshot(path).fingerprint() == state.fingerprint()
+
+
+def test_a_snapshot_keeps_dollar_braces_as_written(tmp_path: Path) -> None:
+    state = from_profile(load_profile("rtx4090").spec, "rtx4090")
+    gpu = state.gpus[0]
+    odd = ("sh", "-c", "echo ${env.HOME} $${x} ${PWD} $$${y}")
+    proc = gpu.processes[0].model_copy(update={"cmdline": odd, "name": "${env.USER}"})
+    state = state.model_copy(update={"gpus": (gpu.model_copy(update={"processes": (proc,)}),)})
+    path = tmp_path / "observed.json"
+    path.write_text(state.to_json())
+    assert load_snapshot(path) == state
+    yaml_path = tmp_path / "observed.yaml"
+    yaml_path.write_text(dump_yaml(json.loads(state.to_json())))
+    assert load_snapshot(yaml_path) == state
+
+
+def test_a_yaml_snapshot_written_by_hand(tmp_path: Path) -> None:
+    path = tmp_path / "busy.yaml"
+    path.write_text(
+        "source: snapshot\n"
+        "host: {ram_total_mib: 65536, ram_available_mib: 40000, cpus: 16}\n"
+        "gpus:\n"
+        "  - index: 0\n"
+        "    uuid: GPU-x\n"
+        "    name: NVIDIA GeForce RTX 3090\n"
+        "    memory_total_mib: 24576\n"
+        "    memory_used_mib: 10500\n"
+        "    memory_free_mib: 14076\n"
+        "    processes:\n"
+        "      - {pid: 4242, used_mib: 10240, kind: graphics, name: game.exe}\n"
+    )
+    state = load_snapshot(path)
+    (gpu,) = state.gpus
+    assert (state.source, gpu.foreign_mib, gpu.processes[0].owner) == ("snapshot", 10240, "foreign")
 
 
 def test_fingerprint_ignores_heat_and_load_but_not_programs() -> None:
@@ -66,6 +94,38 @@ def test_fingerprint_ignores_heat_and_load_but_not_programs() -> None:
     assert with_game.fingerprint() != state.fingerprint()
 
 
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('{\n  "source": "nvml",\n  "host": {"cpus": 1,, }\n}\n', "3:22: JSON syntax error: "),
+        ('{\n  "source": "nvml"\n  "host": {}\n}', "3:3: JSON syntax error: Expecting ','"),
+        ("source: nvml\nhost: [\n", "YAML syntax error"),
+        ("", "1:1: the snapshot is empty"),
+        (
+            '{"source": "nvml", "host": {"ram_total_mib": 1, "ram_available_mib": 1, '
+            '"cpus": 1}, "gpu": []}',
+            '1:85: gpu: unknown key; did you mean "gpus"?',
+        ),
+    ],
+)
+def test_broken_snapshots_are_located(tmp_path: Path, text: str, error: str) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(text)
+    with pytest.raises(ConfigErrors) as info:
+        load_snapshot(path)
+    (first,) = info.value.errors
+    assert first.render().startswith(f"{path}:"), first.render()
+    assert error in first.render()
+
+
+def test_a_missing_snapshot_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigErrors) as info:
+        load_snapshot(tmp_path / "nope.json")
+    assert (
+        info.value.errors[0].render() == f"{tmp_path / 'nope.json'}: no such file; check the path"
+    )
+
+
 def test_a_broken_snapshot_is_located(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     path.write_text(
@@ -76,22 +136,4 @@ def test_a_broken_snapshot_is_located(tmp_path: Path) -> None:
         load_snapshot(path)
     assert [e.render() for e in info.value.errors] == [
         f'{path}:3:29: host.ram_total_mib: must be an integer, got "lots"'
-    ]
-
-
-def test_status_text(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["status", "--profile", "rtx3060-12g"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "source: profile:rtx3060-12g"
-    assert lines[1].startswith("GPU 0  NVIDIA GeForce RTX 3060  [#")
-    assert "560/12288 MiB (low)" in lines[1]
-    assert lines[2].split() == ["1000000", "graphics", "310", "MiB", "Xorg", "[foreign]"]
-    assert lines[-1] == "instances: none started by the reconciler"
-
-
-def test_status_without_a_gpu_says_so_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["status", "--profile", "cpu-only"]) == 0
-    assert capsys.readouterr().out.splitlines()[1:3] == [
-        "no NVIDIA GPU in profile cpu-only",
-        "host: 32768/32768 MiB RAM available, 8 CPUs",
     ]

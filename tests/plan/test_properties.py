@@ -1,0 +1,146 @@
+"""Properties of planning: budgets hold, priority is strict, a plan's result is stable, and
+the solver reaches the brute-force optimum."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler.observe.state import GpuProcess, GpuState, HostState, Instance, ObservedState
+from reconciler.plan.model import Plan
+from reconciler.plan.planner import make_plan
+from reconciler.plan.solve import solve
+from reconciler.spec.desired import Desired
+from tests.plan.exhaustive import exhaustive, placed_vector, random_instance
+
+MODEL = st.fixed_dictionaries(
+    {
+        "vram_mib": st.integers(100, 30000),
+        "priority": st.integers(0, 5),
+        "pin": st.one_of(
+            st.none(), st.lists(st.integers(0, 2), min_size=1, max_size=2, unique=True)
+        ),
+    }
+)
+
+
+def desired_of(models: list[dict[str, Any]], placement: str = "binpack") -> Desired:
+    return Desired.model_validate(
+        {
+            "version": 1,
+            "policy": {"placement": placement},
+            "models": [
+                {"name": f"m{i}", "backend": "command", "argv": ["/bin/x"], **m}
+                for i, m in enumerate(models)
+            ],
+        }
+    )
+
+
+def machine(totals: list[int], foreign: list[int]) -> ObservedState:
+    gpus = tuple(
+        GpuState(
+            index=i,
+            uuid=f"GPU-{i}",
+            name="GPU",
+            memory_total_mib=t,
+            memory_used_mib=f,
+            memory_free_mib=t - f,
+            processes=(GpuProcess(pid=900 + i, used_mib=f, kind="graphics", name="x"),)
+            if f
+            else (),
+        )
+        for i, (t, f) in enumerate(zip(totals, foreign, strict=True))
+    )
+    return ObservedState(
+        source="test",
+        gpus=gpus,
+        host=HostState(ram_total_mib=65536, ram_available_mib=60000, cpus=8),
+    )
+
+
+def after(plan: Plan, observed: ObservedState) -> ObservedState:
+    """The machine once the plan is carried out: our instances where the plan put them."""
+    gpus = {g.label: g for g in observed.gpus}
+    instances = []
+    for a in plan.actions:
+        if a.action not in ("start", "keep", "move", "restart"):
+            continue
+        total = 0
+        for label in a.gpus:
+            mib = a.estimate_mib[f"gpu{label}"]
+            total += mib
+            g = gpus[label]
+            proc = GpuProcess(
+                pid=5000 + len(instances),
+                used_mib=mib,
+                kind="compute",
+                owner="ours",
+                instance=a.variant,
+            )
+            gpus[label] = g.model_copy(
+                update={
+                    "processes": (*g.processes, proc),
+                    "memory_used_mib": g.memory_used_mib + mib,
+                    "memory_free_mib": g.memory_free_mib - mib,
+                }
+            )
+        instances.append(
+            Instance(
+                model=a.variant or a.model,
+                pid=5000 + len(instances),
+                start_time=1.0,
+                gpus=a.gpus,
+                used_mib=total,
+            )
+        )
+    return observed.model_copy(update={"gpus": tuple(gpus.values()), "instances": tuple(instances)})
+
+
+GPUS = st.lists(st.sampled_from([12288, 24576, 81920]), min_size=1, max_size=3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(MODEL, min_size=1, max_size=7), GPUS, st.data())
+def test_no_budget_is_exceeded_and_replanning_changes_nothing(
+    models: list[dict[str, Any]], totals: list[int], data: st.DataObject
+) -> None:
+    foreign = [data.draw(st.integers(0, t // 2)) for t in totals]
+    for m in models:
+        if m["pin"]:
+            m["pin"] = [g for g in m["pin"] if g < len(totals)] or None
+    desired = desired_of(models, data.draw(st.sampled_from(["binpack", "spread"])))
+    observed = machine(totals, foreign)
+    plan = make_plan(desired, observed, {})
+    assert all(g.planned_mib <= g.budget_mib for g in plan.gpus)
+    again = make_plan(desired, after(plan, observed), {})
+    assert not again.changes, [(a.model, a.action, a.reason) for a in again.actions]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(MODEL, min_size=1, max_size=6), GPUS, st.integers(100, 30000))
+def test_a_lower_priority_model_never_displaces_a_higher_one(
+    models: list[dict[str, Any]], totals: list[int], extra_mib: int
+) -> None:
+    for m in models:
+        m["priority"] += 1
+        m["pin"] = None
+    observed = machine(totals, [0] * len(totals))
+    before = make_plan(desired_of(models), observed, {})
+    lowest = {"vram_mib": extra_mib, "priority": 0, "pin": None}
+    with_extra = make_plan(desired_of([*models, lowest]), observed, {})
+    placed = {a.model for a in before.actions if a.action == "start"}
+    still = {a.model for a in with_extra.actions if a.action == "start"}
+    assert placed <= still
+
+
+def test_solver_matches_brute_force_on_small_instances() -> None:
+    rng = random.Random(7)
+    for _ in range(150):
+        items, capacity, host = random_instance(rng, rng.randint(1, 8), rng.randint(1, 3))
+        solution = solve(items, capacity, host)
+        assert solution.exact
+        assert placed_vector(items, solution.chosen) == exhaustive(items, capacity, host)
