@@ -20,7 +20,7 @@ from reconciler.observe.state import GpuProcess, GpuState, HostState, ObservedSt
 from reconciler.spec.messages import translate
 from reconciler.spec.profile import Profile
 from reconciler.spec.source import Source
-from reconciler.spec.yamlfile import MAX_BYTES, parse_yaml
+from reconciler.spec.yamlfile import parse_yaml, read_text
 
 __all__ = ["from_profile", "load_snapshot"]
 
@@ -66,7 +66,7 @@ def from_profile(profile: Profile, name: str) -> ObservedState:
 def load_snapshot(path: str | os.PathLike[str]) -> ObservedState:
     """An ObservedState saved by `reconcile status --json` (JSON or YAML), errors located."""
     file = os.fspath(path)
-    text = _read_text(Path(path), file)
+    text = read_text(Path(path), file, "a snapshot file")
     data = _parse_json(text, file) if text.lstrip().startswith("{") else _parse_yaml(text, file)
     if data is None:
         raise ConfigErrors([ConfigError(file, 1, 1, "", "the snapshot is empty")])
@@ -74,29 +74,6 @@ def load_snapshot(path: str | os.PathLike[str]) -> ObservedState:
         return ObservedState.model_validate(data)
     except ValidationError as exc:
         raise ConfigErrors(translate(exc, _positions(text, file, data), ObservedState)) from None
-
-
-def _read_text(path: Path, file: str) -> str:
-    def fail(message: str) -> ConfigErrors:
-        return ConfigErrors([ConfigError(file, 0, 0, "", message)])
-
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise fail("no such file; check the path") from None
-    except IsADirectoryError:
-        raise fail("is a directory; give the path of a snapshot file") from None
-    except PermissionError:
-        raise fail("permission denied; check the file's permissions") from None
-    except OSError as exc:
-        raise fail(f"cannot be read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_BYTES:
-        raise fail(f"is larger than {MAX_BYTES // (1024 * 1024)} MiB; is this the right file?")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise fail(f"is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
 
 
 def _parse_json(text: str, file: str) -> Any:

@@ -21,7 +21,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from reconciler.errors import ConfigError, ConfigErrors
 from reconciler.spec.source import Loc, Position, Source, format_loc
 
-__all__ = ["MAX_BYTES", "dump_yaml", "parse_yaml", "read_yaml"]
+__all__ = ["MAX_BYTES", "dump_yaml", "parse_yaml", "read_text", "read_yaml"]
 
 MAX_BYTES = 4 * 1024 * 1024  # a desired file is a few KiB; refuse anything absurd
 MAX_VALUES = 100_000  # aliases can expand exponentially ("billion laughs")
@@ -36,11 +36,13 @@ _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)
 def read_yaml(path: str | os.PathLike[str], display: str | None = None) -> Source:
     """Read and parse a YAML file; a file that cannot be read raises `ConfigErrors`."""
     file = display if display is not None else os.fspath(path)
-    text = _read_text(path, file)
+    text = read_text(path, file)
     return parse_yaml(text, file)
 
 
-def _read_text(path: str | os.PathLike[str], file: str) -> str:
+def read_text(path: str | os.PathLike[str], file: str, what: str = "a YAML file") -> str:
+    """A configuration file's text, bounded in size; problems as `ConfigErrors`."""
+
     def fail(message: str) -> ConfigErrors:
         return ConfigErrors([ConfigError(file, 0, 0, "", message)])
 
@@ -50,7 +52,7 @@ def _read_text(path: str | os.PathLike[str], file: str) -> str:
     except FileNotFoundError:
         raise fail("no such file; check the path") from None
     except IsADirectoryError:
-        raise fail("is a directory; give the path of a YAML file") from None
+        raise fail(f"is a directory; give the path of {what}") from None
     except PermissionError:
         raise fail("permission denied; check the file's permissions") from None
     except OSError as exc:
