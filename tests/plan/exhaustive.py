@@ -14,10 +14,14 @@ def placed_vector(items: Sequence[Item], chosen: dict[str, Option]) -> tuple[boo
     return tuple(i.name in chosen for i in items)
 
 
-def exhaustive(items: Sequence[Item], capacity: Sequence[int], host: int) -> tuple[bool, ...]:
+def exhaustive(
+    items: Sequence[Item], capacity: Sequence[int], host: int, max_per_gpu: int | None = None
+) -> tuple[bool, ...]:
     """The best placed-vector over every feasible assignment (no pruning but capacity)."""
     best: tuple[bool, ...] = tuple(False for _ in items)
     free = list(capacity)
+    count = [0] * len(free)
+    limit = max_per_gpu if max_per_gpu is not None else len(items)
 
     def walk(k: int, host_left: int, vector: tuple[bool, ...]) -> None:
         nonlocal best
@@ -26,14 +30,16 @@ def exhaustive(items: Sequence[Item], capacity: Sequence[int], host: int) -> tup
             return
         for o in items[k].options:
             if o.host_mib > host_left or any(
-                n > free[g] for g, n in zip(o.gpus, o.mib, strict=True)
+                n > free[g] or count[g] >= limit for g, n in zip(o.gpus, o.mib, strict=True)
             ):
                 continue
             for g, n in zip(o.gpus, o.mib, strict=True):
                 free[g] -= n
+                count[g] += 1
             walk(k + 1, host_left - o.host_mib, (*vector, True))
             for g, n in zip(o.gpus, o.mib, strict=True):
                 free[g] += n
+                count[g] -= 1
         walk(k + 1, host_left, (*vector, False))
 
     walk(0, host, ())
@@ -41,9 +47,11 @@ def exhaustive(items: Sequence[Item], capacity: Sequence[int], host: int) -> tup
 
 
 def random_instance(
-    rng: random.Random, models: int, gpus: int
+    rng: random.Random, models: int, gpus: int, *, offload: bool = False
 ) -> tuple[list[Item], list[int], int]:
-    """Models of random sizes with pins and splits on GPUs of random budgets."""
+    """Models of random sizes with pins and two-GPU splits on GPUs of random budgets. With
+    `offload`, some models may also leave layers on a host of limited memory, or run on it
+    alone."""
     capacity = [rng.choice([8000, 10000, 12000, 20000, 22000, 40000, 76000]) for _ in range(gpus)]
     items = []
     for m in range(models):
@@ -54,5 +62,10 @@ def random_instance(
             a, b = rng.sample(allowed, 2)
             half = need // 2 + 600  # each device pays its own overhead
             options.append(Option(f"m{m}", (a, b), (half, half), 0, rank=1))
+        if offload and rng.random() < 0.4:
+            part = need // 2 + 300
+            options += [Option(f"m{m}", (g,), (part,), need - part, rank=2) for g in allowed]
+            options.append(Option(f"m{m}", (), (), need, rank=3))
         items.append(Item(f"m{m}", tuple(options)))
-    return items, capacity, 10**9
+    host = rng.choice([16000, 32000]) if offload else 10**9
+    return items, capacity, host

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from reconciler.observe.state import GpuProcess, GpuState, HostState, Instance, ObservedState
 from reconciler.plan.model import Plan
+from reconciler.plan.packing import pack
 from reconciler.plan.planner import make_plan
+from reconciler.plan.search import Search, twin_classes
 from reconciler.plan.solve import solve
 from reconciler.spec.desired import Desired
 from tests.plan.exhaustive import exhaustive, placed_vector, random_instance
@@ -139,8 +141,42 @@ def test_a_lower_priority_model_never_displaces_a_higher_one(
 
 def test_solver_matches_brute_force_on_small_instances() -> None:
     rng = random.Random(7)
-    for _ in range(150):
-        items, capacity, host = random_instance(rng, rng.randint(1, 8), rng.randint(1, 3))
-        solution = solve(items, capacity, host)
+    for n in range(300):
+        items, capacity, host = random_instance(
+            rng, rng.randint(1, 8), rng.randint(1, 3), offload=n % 2 == 1
+        )
+        per_gpu = rng.choice([None, None, 1, 2, 3])
+        solution = solve(items, capacity, host, max_per_gpu=per_gpu)
         assert solution.exact
-        assert placed_vector(items, solution.chosen) == exhaustive(items, capacity, host)
+        assert placed_vector(items, solution.chosen) == exhaustive(items, capacity, host, per_gpu)
+
+
+def test_every_search_alone_agrees_with_brute_force() -> None:
+    """The solver rarely needs its later searches on small instances, so each one is checked
+    on its own: it finds an assignment exactly when one exists, and the assignment holds."""
+    rng = random.Random(11)
+    for n in range(300):
+        items, capacity, host = random_instance(
+            rng, rng.randint(1, 8), rng.randint(1, 3), offload=n % 2 == 1
+        )
+        per_gpu = rng.choice([None, None, 1, 2])
+        possible = all(exhaustive(items, capacity, host, per_gpu))
+        search = Search(
+            capacity,
+            host,
+            max_per_gpu=per_gpu,
+            placement="binpack",
+            twins=twin_classes(items, capacity),
+        )
+        for found, cut in (
+            search.run(items, "priority", 10**7),
+            search.run(items, "size", 10**7),
+            pack(search, items, 10**7),
+        ):
+            assert not cut
+            assert (found is not None) == possible
+            if found is not None:
+                free, count, host_left = search.usage(found, items)
+                assert min(free) >= 0
+                assert host_left >= 0
+                assert per_gpu is None or max(count) <= per_gpu
