@@ -24,7 +24,14 @@ class GpuBudget:
     thermal: ThermalState
     usable: bool  # may hold our models at all
     startable: bool  # may take new starts (not above shed_above_c)
-    why_not: str | None = None
+    why_not: str | None = None  # why it is not usable
+    too_hot: str | None = None  # why it takes no new start, or sheds a model
+    programs: tuple[str, ...] = ()  # the other programs holding memory: "game (pid 7, 9 MiB)"
+
+    @property
+    def sheds(self) -> bool:
+        """Above evict_above_c: its lowest-priority model of ours stops (one per plan)."""
+        return self.thermal == "critical"
 
 
 def _foreign(gpu: GpuState) -> int:
@@ -33,6 +40,17 @@ def _foreign(gpu: GpuState) -> int:
     reported = sum(p.used_mib or 0 for p in gpu.processes if p.owner == "foreign")
     unattributed = gpu.memory_used_mib - (gpu.memory_reserved_mib or 0) - ours
     return max(reported, unattributed, 0)
+
+
+def _programs(gpu: GpuState) -> tuple[str, ...]:
+    foreign = sorted(
+        (p for p in gpu.processes if p.owner == "foreign"), key=lambda p: -(p.used_mib or 0)
+    )
+    return tuple(
+        f"{p.name or 'an unnamed program'} (pid {p.pid}"
+        + (f", {p.used_mib} MiB)" if p.used_mib is not None else ")")
+        for p in foreign
+    )
 
 
 def _allowed(desired: Desired, gpu: GpuState) -> bool:
@@ -53,8 +71,13 @@ def gpu_budgets(desired: Desired, observed: ObservedState) -> tuple[GpuBudget, .
             why = "the GPU is lost (fell off the bus)"
         elif not _allowed(desired, gpu):
             why = "not in `gpus` of the desired file"
-        elif thermal == "critical":
-            why = f"too hot: {gpu.temperature_c} C >= evict_above_c {policy.thermal.evict_above_c}"
+        hot = None
+        if thermal == "critical":
+            gate = policy.thermal.evict_above_c
+            hot = f"too hot: {gpu.temperature_c} C >= evict_above_c {gate}"
+        elif thermal == "throttling":
+            hot = f"too hot for new starts: {gpu.temperature_c} C >= shed_above_c"
+            hot += f" {policy.thermal.shed_above_c}"
         budget = max(gpu.memory_total_mib - reserve - foreign, 0)
         out.append(
             GpuBudget(
@@ -68,8 +91,10 @@ def gpu_budgets(desired: Desired, observed: ObservedState) -> tuple[GpuBudget, .
                 budget_mib=budget if why is None else 0,
                 thermal=thermal,
                 usable=why is None,
-                startable=why is None and thermal != "throttling",
+                startable=why is None and hot is None,
                 why_not=why,
+                too_hot=hot,
+                programs=_programs(gpu),
             )
         )
     return tuple(out)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from reconciler.estimate.facts import ModelFacts
-from reconciler.estimate.memory import MIB, estimate
 from reconciler.observe.state import Instance, ObservedState
 from reconciler.plan.budget import GpuBudget, gpu_budgets
 from reconciler.plan.model import Action, GpuLine, Plan
-from reconciler.plan.options import Option, options_for, run_config
+from reconciler.plan.options import Option, options_for
+from reconciler.plan.reasons import Scene, blocked, changed, displaced
 from reconciler.plan.solve import Item, solve
 from reconciler.spec.desired import Desired, ModelSpec
 
@@ -88,18 +88,28 @@ def make_plan(
         key=lambda m: (-m.priority, desired.models.index(m)),
     )
     running = {i.model: i for i in observed.instances if i.state == "running"}
+    chains = {m.name: _chain(desired, m) for m in principals}
+    now_of = {
+        m.name: next((running[v.name] for v in (m, *chains[m.name]) if v.name in running), None)
+        for m in principals
+    }
+    shed = _shedding(budgets, principals, now_of)
     ignore = desired.policy.foreign_processes == "ignore"
-    items, chains = [], {}
+    items = []
     for m in principals:
-        chain = _chain(desired, m)
-        chains[m.name] = chain
+        chain = chains[m.name]
         usable = [v for v in (m, *chain) if v.name in facts or v.backend != "llama.cpp"]
-        now = next((running[v.name] for v in (m, *chain) if v.name in running), None)
+        now = now_of[m.name]
         options = []
         if usable:
             options = options_for(usable[0], usable[1:], facts, budgets)
         current = _current(budgets, now)
-        options = [o for o in options if _startable(budgets, o, current)]
+        options = [
+            o
+            for o in options
+            if _startable(budgets, o, current)
+            and (m.name not in shed or shed[m.name] not in o.gpus)
+        ]
         fixed_option = next((o for o in options if current and o.gpus == current), None)
         fixed = ignore and fixed_option is not None
         item_options = (fixed_option,) if fixed and fixed_option else tuple(options)
@@ -112,22 +122,17 @@ def make_plan(
         max_per_gpu=desired.policy.max_models_per_gpu,
         placement=desired.policy.placement,
     )
-    actions: list[Action] = []
-    for m, item in zip(principals, items, strict=True):
-        chosen = solution.chosen.get(m.name)
-        now = next((running[v.name] for v in (m, *chains[m.name]) if v.name in running), None)
-        actions.append(
-            _action(
-                desired,
-                m,
-                item,
-                chosen=chosen,
-                now=now,
-                budgets=budgets,
-                facts=facts,
-                problems=problems,
-            )
-        )
+    scene = Scene(
+        budgets=budgets,
+        facts=facts,
+        problems=problems,
+        items={i.name: i for i in items},
+        chosen=solution.chosen,
+        max_per_gpu=desired.policy.max_models_per_gpu,
+    )
+    actions = [
+        _action(desired, scene, m, now=now_of[m.name], shed=shed.get(m.name)) for m in principals
+    ]
     wanted = {m.name for m in desired.models}
     for inst in observed.instances:
         if inst.state == "running" and inst.model not in wanted:
@@ -152,7 +157,7 @@ def make_plan(
             foreign_mib=b.foreign_mib,
             budget_mib=b.budget_mib,
             planned_mib=planned[i],
-            note=b.why_not or ("too hot for new starts" if not b.startable else None),
+            note=b.why_not or b.too_hot,
         )
         for i, b in enumerate(budgets)
     )
@@ -179,28 +184,44 @@ def _startable(budgets: Sequence[GpuBudget], o: Option, current: tuple[int, ...]
     return all(budgets[g].startable for g in o.gpus) or o.gpus == current
 
 
-def _action(
-    desired: Desired,
-    m: ModelSpec,
-    item: Item,
-    *,
-    chosen: Option | None,
-    now: Instance | None,
+def _shedding(
     budgets: Sequence[GpuBudget],
-    facts: Mapping[str, ModelFacts],
-    problems: Mapping[str, str],
+    principals: Sequence[ModelSpec],
+    now_of: Mapping[str, Instance | None],
+) -> dict[str, int]:
+    """Above evict_above_c a GPU sheds its lowest-priority running model, one per plan (the
+    next plan, on the next observation, sheds another if it is still too hot): model -> GPU."""
+    out: dict[str, int] = {}
+    for g, b in enumerate(budgets):
+        if not b.sheds:
+            continue
+        for m in reversed(principals):
+            now = now_of[m.name]
+            if now is not None and b.label in now.gpus:
+                out.setdefault(m.name, g)
+                break
+    return out
+
+
+def _action(
+    desired: Desired, scene: Scene, m: ModelSpec, *, now: Instance | None, shed: int | None
 ) -> Action:
+    budgets, item = scene.budgets, scene.items[m.name]
+    chosen = scene.chosen.get(m.name)
+    cause = displaced(scene, item, now, shed) if now is not None else None
     if chosen is None:
-        reason = _why_blocked(m, item, budgets=budgets, facts=facts, problems=problems)
-        if now is not None:
-            return Action(
-                model=m.name,
-                action="stop",
-                variant=now.model,
-                gpus=now.gpus,
-                reason=f"evicted: {reason}",
-            )
-        return Action(model=m.name, action="blocked", reason=reason)
+        reason = blocked(scene, m, item)
+        if now is None:
+            return Action(model=m.name, action="blocked", reason=reason)
+        if cause is None:
+            reason = f"evicted: {reason}"
+        elif cause.startswith("yielding"):
+            reason = f"{cause}; {reason}"
+        elif item.options:
+            reason = f"evicted: {cause}; nowhere else to go: {reason}"
+        else:
+            reason = f"evicted: {cause}"
+        return Action(model=m.name, action="stop", variant=now.model, gpus=now.gpus, reason=reason)
     gpus = _labels(budgets, chosen)
     base = {
         "model": m.name,
@@ -221,86 +242,16 @@ def _action(
             f" ({room})" if room else ""
         )
         return Action(action="start", reason=reason, **base)
+    because = f" ({cause})" if cause else ""
     if now.model != chosen.variant:
-        reason = f"runs {chosen.variant} instead of {now.model}"
+        reason = f"runs {chosen.variant} instead of {now.model}{because}"
         return Action(action="restart", reason=reason, **base)
-    changed = _changed(now.launch, launch_settings(spec))
-    if changed:
-        return Action(action="restart", reason=changed, **base)
+    spec_change = changed(now.launch, launch_settings(spec))
+    if spec_change:
+        return Action(action="restart", reason=spec_change, **base)
     if set(now.gpus) != set(gpus):
         was = ", ".join(f"GPU {g}" for g in now.gpus) or "nowhere"
-        reason = f"from {was} to {_where(budgets, chosen)}"
+        reason = f"from {was} to {_where(budgets, chosen)}{because}"
         return Action(action="move", reason=reason, **base)
     keep = "foreign_processes is ignore" if item.fixed else "fits"
     return Action(action="keep", reason=f"already on {_where(budgets, chosen)} ({keep})", **base)
-
-
-def _changed(old: Mapping[str, str] | None, new: Mapping[str, str]) -> str:
-    if old is None:
-        return ""
-    diffs = [
-        f"{k} {old.get(k, '-')} -> {new.get(k, '-')}"
-        for k in sorted(set(old) | set(new))
-        if old.get(k) != new.get(k)
-    ]
-    return "spec changed: " + "; ".join(diffs) if diffs else ""
-
-
-def _why_blocked(
-    m: ModelSpec,
-    item: Item,
-    *,
-    budgets: Sequence[GpuBudget],
-    facts: Mapping[str, ModelFacts],
-    problems: Mapping[str, str],
-) -> str:
-    if m.name in problems and m.vram_mib is None:
-        return f"cannot be sized: {problems[m.name]}"
-    usable = [b for b in budgets if b.usable]
-    if m.pin is not None:
-        usable = [b for b in usable if any(ref in (b.index, b.uuid) for ref in m.pin)]
-    if not item.options:
-        if not usable:
-            return "no usable GPU" + ("" if budgets else " (no NVIDIA GPU)") + " and no CPU offload"
-        return "no allowed GPU: check `pin` and `gpus`"
-    need = min(o.total_mib for o in item.options if o.variant == item.options[0].variant)
-    most = max((b.budget_mib for b in usable), default=0)
-    if m.split == "auto":
-        most = max(most, sum(b.budget_mib for b in usable))
-    reason = f"needs {need} MiB; the most any GPU set can give is {most} MiB"
-    if need <= most:
-        return reason + "; higher-priority models hold that room"
-    hints = _hints(m, facts.get(m.name), most)
-    if hints.startswith("fallbacks"):
-        return f"{reason}; {hints}"
-    return reason + (f"; would fit with {hints}" if hints else "")
-
-
-def _hints(m: ModelSpec, facts: ModelFacts | None, most: int) -> str:
-    if facts is None:
-        return ""
-    out = []
-
-    def need(**change: object) -> int:
-        cfg = run_config(m, 1).model_copy(update=change)
-        return -(-estimate(facts, cfg).device("cuda0").total // MIB)
-
-    for cache in ("q8_0", "q4_0"):
-        if cache != m.cache_type and need(cache_type_k=cache, cache_type_v=cache) <= most:
-            out.append(f"cache_type: {cache}")
-            break
-    ctx = m.ctx // 2
-    while ctx >= 1024 and need(ctx=ctx) > most:
-        ctx //= 2
-    if ctx >= 1024:
-        out.append(f"ctx: {ctx}")
-    for layers in range(facts.n_layer, 0, -1):
-        if need(gpu_layers=layers) <= most:
-            out.append(f"gpu_layers: {layers} (of {facts.n_layer + 1})")
-            break
-    text = " or ".join(out)
-    if m.fallbacks:
-        text += (
-            ("; " if text else "") + "fallbacks " + ", ".join(m.fallbacks) + " do not fit either"
-        )
-    return text

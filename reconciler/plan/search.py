@@ -162,18 +162,25 @@ class Search:
         return True
 
     def choices(
-        self, item: Item, free: Sequence[int], host: int, count: Sequence[int]
+        self,
+        item: Item,
+        free: Sequence[int],
+        host: int,
+        count: Sequence[int],
+        outlook: Sequence[int] | None = None,
     ) -> list[Option]:
         """The item's options that fit, preferred first: rank, where it runs now, then
-        binpack/spread. A fixed item keeps its one option whatever it takes."""
+        binpack/spread by the free memory in `outlook` (default `free`). A fixed item keeps its
+        one option whatever it takes."""
         if item.fixed:
             return list(item.options[:1])
         fitting = [o for o in item.options if self.fits(o, free, host, count)]
         sign = 1 if self.placement == "binpack" else -1
+        ahead = free if outlook is None else outlook
 
         def key(o: Option) -> tuple[int, int, int]:
             here = 0 if item.running is not None and o.gpus == item.running else 1
-            left = sum(free[g] - need for g, need in zip(o.gpus, o.mib, strict=True))
+            left = sum(ahead[g] - need for g, need in zip(o.gpus, o.mib, strict=True))
             return (o.rank, here, sign * left)
 
         fitting.sort(key=key)

@@ -75,6 +75,14 @@ def _decide(
     return None, True
 
 
+def _staying(item: Item) -> list[tuple[int, int]]:
+    """The pieces of a running, movable item where it runs now."""
+    if item.running is None or item.fixed:
+        return []
+    here = next((o for o in item.options if o.gpus == item.running), None)
+    return [] if here is None else list(zip(here.gpus, here.mib, strict=True))
+
+
 def solve(
     items: Sequence[Item],
     capacity: Sequence[int],
@@ -97,11 +105,20 @@ def solve(
     placed: list[Item] = [i for i in items if i.fixed]
     best: dict[str, Option] = {o.name: o.options[0] for o in placed}
     refused: list[Item] = []  # proven not to fit beside the placed set
+    # where running models not yet decided are expected to stay: binpack and spread count
+    # them, so a start joins a card a running model keeps rather than opening another
+    held = [0] * len(capacity)
+    for item in items:
+        for g, need in _staying(item):
+            held[g] += need
     for item in items:
         if item.fixed or not item.options:
             continue
+        for g, need in _staying(item):
+            held[g] -= need
         free, count, host = search.usage(best, placed)
-        quick = next(iter(search.choices(item, free, host, count)), None)
+        outlook = [f - h for f, h in zip(free, held, strict=True)]
+        quick = next(iter(search.choices(item, free, host, count, outlook)), None)
         if quick is not None:
             placed.append(item)
             best = {**best, item.name: quick}

@@ -2,7 +2,9 @@
 
 `observed` starts from a hardware profile and adds programs, running instances of ours and
 temperatures. Models with `shape` get a GGUF header written for them (sparse); the others
-state `vram_mib`. `expect` lists every action: model, action, GPUs, and words of the reason.
+state `vram_mib`. `lost` lists GPUs fallen off the bus. `expect` lists every action: model,
+action, GPUs, words of the reason and, where given, the tensor split (as fractions) and the
+layers offloaded.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ def observed_state(spec: dict[str, Any]) -> ObservedState:
         )
     for index, temp in (spec.get("temperature") or {}).items():
         gpus[int(index)] = gpus[int(index)].model_copy(update={"temperature_c": temp})
+    for index in spec.get("lost", []):
+        gpus[index] = gpus[index].model_copy(update={"lost": True})
     return state.model_copy(update={"gpus": tuple(gpus), "instances": tuple(instances)})
 
 
@@ -101,5 +105,11 @@ def test_scenario(path: Path, tmp_path: Path) -> None:
     for action, expected in zip(plan.actions, case["expect"], strict=True):
         for words in expected.get("reason", []):
             assert words in action.reason, f"{action.model}: {action.reason!r} lacks {words!r}"
-    budgets = {g.label: g for g in plan.gpus}
-    assert all(g.planned_mib <= g.budget_mib for g in budgets.values())
+        if "tensor_split" in expected:
+            assert action.tensor_split is not None
+            got_split = [round(x / sum(action.tensor_split), 2) for x in action.tensor_split]
+            assert got_split == expected["tensor_split"], action.model
+        if "gpu_layers" in expected:
+            assert action.gpu_layers == expected["gpu_layers"], action.model
+    if loaded.spec.policy.foreign_processes != "ignore":  # with ignore, what runs stays
+        assert all(g.planned_mib <= g.budget_mib for g in plan.gpus)

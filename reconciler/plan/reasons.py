@@ -1,0 +1,185 @@
+"""Why: the words of a plan's reasons for what cannot run, what must step aside, what changed.
+
+Every reason is computed from the same data the solver saw (budgets, options, the chosen
+assignment); the hints for a model that does not fit are computed with the estimator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from reconciler.estimate.facts import ModelFacts
+from reconciler.estimate.memory import MIB, estimate
+from reconciler.observe.state import Instance
+from reconciler.plan.budget import GpuBudget
+from reconciler.plan.options import Option, run_config
+from reconciler.plan.search import Item
+from reconciler.spec.desired import ModelSpec
+
+__all__ = ["Scene", "blocked", "changed", "displaced"]
+
+HOLDERS_SHOWN = 4
+PROGRAMS_SHOWN = 2  # the largest first
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What the reasons are computed from: one plan's inputs and its chosen assignment."""
+
+    budgets: Sequence[GpuBudget]
+    facts: Mapping[str, ModelFacts]
+    problems: Mapping[str, str]
+    items: Mapping[str, Item]  # by model, in priority order (highest first)
+    chosen: Mapping[str, Option]
+    max_per_gpu: int | None = None
+
+    def higher(self, a: str, b: str) -> bool:
+        """Whether model a comes before model b in priority order."""
+        order = list(self.items)
+        return order.index(a) < order.index(b)
+
+
+def changed(old: Mapping[str, str] | None, new: Mapping[str, str]) -> str:
+    """The launch settings that differ, old -> new; empty when none does (or none is known)."""
+    if old is None:
+        return ""
+    diffs = [
+        f"{k} {old.get(k, '-')} -> {new.get(k, '-')}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
+    return "spec changed: " + "; ".join(diffs) if diffs else ""
+
+
+def displaced(scene: Scene, item: Item, now: Instance, shed: int | None) -> str | None:
+    """Why a running model cannot stay where it is, when the cause is not another model of
+    ours: its GPU is gone or not allowed, sheds load for heat, or another program took the
+    memory it needs there."""
+    budgets = scene.budgets
+    gone = [b for b in budgets if b.label in now.gpus and not b.usable]
+    if gone:
+        return "; ".join(f"GPU {b.label}: {b.why_not}" for b in gone)
+    if shed is not None:
+        b = budgets[shed]
+        return f"GPU {b.label} is {b.too_hot} and {item.name} is the lowest-priority model there"
+    here = next((o for o in item.options if o.gpus == item.running), None)
+    if here is None:
+        return None
+    for g, need in zip(here.gpus, here.mib, strict=True):
+        b = budgets[g]
+        if need > b.budget_mib and need <= b.budget_mib + b.foreign_mib:
+            if not b.programs:
+                unnamed = f"{b.foreign_mib} MiB on GPU {b.label}"
+                return f"yielding to programs NVML does not name ({unnamed})"
+            shown = b.programs[:PROGRAMS_SHOWN]
+            more = len(b.programs) - len(shown)
+            who = ", ".join(shown) + (f" and {more} more" if more else "")
+            return f"yielding to {who} on GPU {b.label}"
+    return None
+
+
+def blocked(scene: Scene, m: ModelSpec, item: Item) -> str:
+    """Why a desired model is not placed: what it needs, the most it could get, and what would
+    make it fit (estimator hints, fallbacks) or who holds the room."""
+    if m.name in scene.problems and m.vram_mib is None:
+        return f"cannot be sized: {scene.problems[m.name]}"
+    budgets = scene.budgets
+    usable = [
+        b
+        for b in budgets
+        if b.usable and (m.pin is None or any(ref in (b.index, b.uuid) for ref in m.pin))
+    ]
+    if not item.options:
+        if not usable:
+            none = "" if budgets else " (no NVIDIA GPU)"
+            return f"no usable GPU{none} and no CPU offload"
+        hot = [b for b in usable if not b.startable]
+        if len(hot) == len(usable):
+            return "; ".join(f"GPU {b.label} is {b.too_hot}" for b in hot)
+        return "no allowed GPU: check `pin` and `gpus`"
+    running = {budgets[g].label for g in item.running or ()}
+    room = [b for b in usable if b.startable or b.label in running]
+    need = min(o.total_mib for o in item.options if o.variant == item.options[0].variant)
+    most = max((b.budget_mib for b in room), default=0)
+    if m.split == "auto":
+        most = max(most, sum(b.budget_mib for b in room))
+    reason = f"needs {need} MiB; the most any GPU set can give is {most} MiB"
+    if need <= most:
+        return f"{reason}; {_full(scene, item)}{_holders(scene, item)}"
+    hot = [b for b in usable if b not in room and b.budget_mib >= need]
+    if hot:
+        reason += "; " + "; ".join(f"GPU {b.label} is {b.too_hot}" for b in hot)
+    hints = _hints(m, scene.facts.get(m.name), most)
+    if hints.startswith("fallbacks"):
+        return f"{reason}; {hints}"
+    return reason + (f"; would fit with {hints}" if hints else "")
+
+
+def _full(scene: Scene, item: Item) -> str:
+    """Whether every GPU the model could use already runs `max_models_per_gpu` models."""
+    limit = scene.max_per_gpu
+    gpus = {g for o in item.options for g in o.gpus}
+    if limit is None or not gpus or any(not o.gpus for o in item.options):
+        return ""
+    count = {g: sum(g in o.gpus for o in scene.chosen.values()) for g in gpus}
+    if all(n >= limit for n in count.values()):
+        return f"every GPU it may use already runs max_models_per_gpu {limit}; "
+    return ""
+
+
+def _holders(scene: Scene, item: Item) -> str:
+    """Who holds the GPUs the model could use: higher-priority models, or lower-priority ones
+    kept where they run (`foreign_processes: ignore`)."""
+    gpus = {g for o in item.options for g in o.gpus}
+    held = []
+    for name, o in scene.chosen.items():
+        if name == item.name or not gpus & set(o.gpus):
+            continue
+        where = ", ".join(
+            f"{n} MiB on GPU {scene.budgets[g].label}"
+            for g, n in zip(o.gpus, o.mib, strict=True)
+            if g in gpus
+        )
+        other = scene.items[name]
+        if scene.higher(name, item.name):
+            held.append(f"higher-priority {name} ({where})")
+        elif other.fixed:
+            held.append(f"lower-priority {name} ({where}; kept: foreign_processes is ignore)")
+        else:
+            held.append(f"lower-priority {name} ({where})")
+    if not held:
+        return "no assignment found within the search bound"
+    shown = held[:HOLDERS_SHOWN]
+    more = f" and {len(held) - len(shown)} more" if len(held) > len(shown) else ""
+    return "held by " + ", ".join(shown) + more
+
+
+def _hints(m: ModelSpec, facts: ModelFacts | None, most: int) -> str:
+    if facts is None:
+        return ""
+    out = []
+
+    def need(**change: object) -> int:
+        cfg = run_config(m, 1).model_copy(update=change)
+        return -(-estimate(facts, cfg).device("cuda0").total // MIB)
+
+    for cache in ("q8_0", "q4_0"):
+        if cache != m.cache_type and need(cache_type_k=cache, cache_type_v=cache) <= most:
+            out.append(f"cache_type: {cache}")
+            break
+    ctx = m.ctx // 2
+    while ctx >= 1024 and need(ctx=ctx) > most:
+        ctx //= 2
+    if ctx >= 1024:
+        out.append(f"ctx: {ctx}")
+    for layers in range(facts.n_layer, 0, -1):
+        if need(gpu_layers=layers) <= most:
+            out.append(f"gpu_layers: {layers} (of {facts.n_layer + 1})")
+            break
+    text = " or ".join(out)
+    if m.fallbacks:
+        text += (
+            ("; " if text else "") + "fallbacks " + ", ".join(m.fallbacks) + " do not fit either"
+        )
+    return text
