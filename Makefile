@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DESIRED ?= desired/workstation.yaml
 PROFILE ?= rtx4090
 
-.PHONY: run test lint schema bench clean
+.PHONY: run test lint schema bench bench-plan clean
 
 # The main job: plan the example desired state against this machine's GPUs when NVML sees
 # one, else against the hardware profile $(PROFILE).
@@ -35,6 +35,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/calibrate.py
 	$(BIN)/python bench/estimate_speed.py
+
+# The placement solver: time at 10x2 .. 1000x64, exactness at 50x8, optimality against brute
+# force on 1000 small instances (about a minute); rewrites bench/results/plan.md.
+bench-plan: $(STAMP)
+	$(BIN)/python bench/plan_bench.py
 
 # Regenerate the committed JSON Schemas from the models.
 schema: $(STAMP)

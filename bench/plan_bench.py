@@ -127,7 +127,7 @@ def main() -> int:
     sizes(rng, lines)
     exactness(rng, lines)
     ok = optimality(rng, lines)
-    lines += ["", "Regenerate: `.venv/bin/python bench/plan_bench.py`."]
+    lines += ["", "Regenerate: `make bench-plan`."]
     out = ROOT / "bench" / "results" / "plan.md"
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")

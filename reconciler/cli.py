@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("check", help="validate a desired file, optionally against profiles")
-    p.add_argument("file", help="the desired-state YAML file")
+    p = sub.add_parser("check", help="validate desired files, optionally against profiles")
+    p.add_argument("files", nargs="+", metavar="FILE", help="desired-state YAML files")
     p.add_argument(
         "--profile",
         action="append",

@@ -98,37 +98,48 @@ def github(error: ConfigError, level: str) -> str:
 
 
 def check(args: argparse.Namespace, out: TextIO) -> int:
-    try:
-        return _check(args, out)
-    except ConfigErrors as exc:
-        if args.format != "github":
-            raise
-        for error in exc.errors:
-            out.write(github(error, "error") + "\n")
-        return 1
-
-
-def _check(args: argparse.Namespace, out: TextIO) -> int:
-    desired = load_desired(args.file)
+    """Every file in turn (pre-commit passes several); a file's config errors do not stop the
+    others, and are reported together at the end."""
     profiles = [load_profile(p) for p in args.profile or []]
+    broken: list[ConfigError] = []
+    failed = False
+    for file in dict.fromkeys(args.files):  # each once, in order
+        fits, errors = _check_file(file, profiles, args.format, out)
+        failed = failed or not fits
+        broken += errors
+    if broken and args.format != "github":
+        raise ConfigErrors(broken)
+    for error in broken:
+        out.write(github(error, "error") + "\n")
+    return 1 if failed or broken else 0
+
+
+def _check_file(
+    file: str, profiles: list[ProfileFile], fmt: str, out: TextIO
+) -> tuple[bool, list[ConfigError]]:
+    """Whether every required model fits every profile; the file's config errors."""
+    try:
+        desired = load_desired(file)
+    except ConfigErrors as exc:
+        return True, list(exc.errors)
     errors = [e for p in profiles for e in check_hardware(desired, p)]
     if errors:
-        raise ConfigErrors(errors)
+        return True, errors
     spec = desired.spec
     count = len(spec.models)
-    text = args.format != "github"
+    text = fmt != "github"
     if text:
-        out.write(f"{args.file}: valid, {count} model{'s' if count != 1 else ''}\n")
+        out.write(f"{file}: valid, {count} model{'s' if count != 1 else ''}\n")
         for line in _table([describe_model(m) for m in spec.models]):
             out.write(line + "\n")
-    failed = False
+    fits = True
     for p in profiles:
         findings, summary = fit_findings(desired, p)
-        failed = failed or any(f.required for f in findings)
+        fits = fits and not any(f.required for f in findings)
         for f in findings:
             level = "error" if f.required else "warning"
             out.write((f"{level}: {f.error.render()}" if text else github(f.error, level)) + "\n")
         if text:
             out.write(describe_profile(p.name, p.spec) + "\n")
             out.write(f"  {summary}\n")
-    return 1 if failed else 0
+    return fits, []

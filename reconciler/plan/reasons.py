@@ -6,6 +6,7 @@ assignment); the hints for a model that does not fit are computed with the estim
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -34,10 +35,13 @@ class Scene:
     chosen: Mapping[str, Option]
     max_per_gpu: int | None = None
 
+    @functools.cached_property
+    def order(self) -> dict[str, int]:
+        return {name: k for k, name in enumerate(self.items)}
+
     def higher(self, a: str, b: str) -> bool:
         """Whether model a comes before model b in priority order."""
-        order = list(self.items)
-        return order.index(a) < order.index(b)
+        return self.order[a] < self.order[b]
 
 
 def changed(old: Mapping[str, str] | None, new: Mapping[str, str]) -> str:

@@ -48,29 +48,37 @@ class Item:
 Shape = tuple[int, int, tuple[tuple[int, int], ...]]  # rank, host MiB, (GPU, MiB) pieces
 
 
-def _swapped(shape: frozenset[Shape], a: int, b: int) -> frozenset[Shape]:
+def _swap(shape: Shape, a: int, b: int) -> Shape:
+    rank, host, pieces = shape
     swap = {a: b, b: a}
-    return frozenset(
-        (rank, host, tuple(sorted((swap.get(g, g), n) for g, n in pieces)))
-        for rank, host, pieces in shape
-    )
+    return rank, host, tuple(sorted((swap.get(g, g), n) for g, n in pieces))
 
 
 def twin_classes(items: Sequence[Item], capacity: Sequence[int]) -> tuple[int, ...]:
     """A class per GPU; GPUs of a class can be exchanged in any assignment without changing
     what fits (same budget; swapping them maps every model's options onto themselves)."""
-    shapes: list[frozenset[Shape]] = [
-        frozenset(
-            (o.rank, o.host_mib, tuple(sorted(zip(o.gpus, o.mib, strict=True))))
-            for o in item.options
-        )
-        for item in items
-    ]
+    shapes: list[frozenset[Shape]] = []
+    on: list[dict[int, list[Shape]]] = []  # per model: its option shapes on each GPU
+    touching: list[set[int]] = [set() for _ in capacity]  # the models with options on g
+    for k, item in enumerate(items):
+        mine: dict[int, list[Shape]] = {}
+        for o in item.options:
+            shape = (o.rank, o.host_mib, tuple(sorted(zip(o.gpus, o.mib, strict=True))))
+            for g in o.gpus:
+                mine.setdefault(g, []).append(shape)
+                touching[g].add(k)
+        shapes.append(frozenset(sh for group in mine.values() for sh in group))
+        on.append(mine)
+
+    def invariant(k: int, a: int, b: int) -> bool:
+        moved = [*on[k].get(a, ()), *on[k].get(b, ())]
+        return all(_swap(sh, a, b) in shapes[k] for sh in moved)
+
     cls = list(range(len(capacity)))
     for a, b in itertools.combinations(range(len(capacity)), 2):
-        if cls[b] != b or capacity[a] != capacity[b] or cls[a] != a:
+        if cls[b] != b or cls[a] != a or capacity[a] != capacity[b] or touching[a] != touching[b]:
             continue
-        if all(_swapped(s, a, b) == s for s in shapes):
+        if all(invariant(k, a, b) for k in touching[a]):
             cls[b] = a
     return tuple(cls)
 

@@ -112,7 +112,7 @@ def check_hardware(desired: DesiredFile, profile: ProfileFile) -> list[ConfigErr
 def profile_dirs() -> list[Path]:
     """Where profile names are looked up: $RECONCILER_PROFILES, then the bundled profiles."""
     dirs = [Path(p) for p in os.environ.get("RECONCILER_PROFILES", "").split(os.pathsep) if p]
-    dirs.append(Path(__file__).resolve().parents[2] / "profiles")
+    dirs.append(Path(__file__).resolve().parents[1] / "profiles")  # package data
     return dirs
 
 

@@ -61,7 +61,7 @@ def test_usage_errors_exit_1_with_a_hint(capsys: pytest.CaptureFixture[str]) -> 
     code, _out, err = run(["check"], capsys)
     assert code == 1
     assert err.strip() == (
-        "reconcile check: the following arguments are required: file; see `reconcile check --help`"
+        "reconcile check: the following arguments are required: FILE; see `reconcile check --help`"
     )
 
 
@@ -92,3 +92,36 @@ def test_console_script_and_module_entry_points() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "valid, 3 models" in done.stdout
+
+
+def test_several_files_are_all_checked_and_errors_come_together(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pre-commit passes every changed file at once: a broken one does not hide the others."""
+    monkeypatch.chdir(ROOT / "tests" / "spec" / "broken")
+    example = str(ROOT / "desired" / "workstation.yaml")
+    argv = ["check", "three-mistakes.yaml", example, "bad-placement.yaml", "three-mistakes.yaml"]
+    code, out, err = run(argv, capsys)
+    assert code == 1
+    assert out.splitlines()[0] == f"{example}: valid, 4 models"
+    assert err.splitlines()[-1] == (
+        "4 problems in bad-placement.yaml, three-mistakes.yaml; "
+        "fix and run `reconcile check` again."
+    )
+
+
+def test_several_files_as_github_annotations(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    broken = "tests/spec/broken/three-mistakes.yaml"
+    argv = ["check", "--format", "github", "desired/workstation.yaml", broken]
+    code, out, err = run(argv, capsys)
+    assert (code, err) == (1, "")
+    assert out.splitlines() == [
+        f"::error file={broken},line=3,col=14::policy.placement: must be one of binpack, spread,"
+        ' got "tight"',
+        f"::error file={broken},line=8,col=10::models[0].ctx: must be a positive integer, got -1",
+        f"::error file={broken},line=12,col=5::models[1].prioriti: unknown key; did you mean"
+        ' "priority"?',
+    ]
