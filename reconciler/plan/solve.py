@@ -103,7 +103,7 @@ def solve(
         twins=twin_classes(items, capacity),
     )
     placed: list[Item] = [i for i in items if i.fixed]
-    best: dict[str, Option] = {o.name: o.options[0] for o in placed}
+    best: dict[str, Option] = {i.name: i.options[0] for i in placed}
     refused: list[Item] = []  # proven not to fit beside the placed set
     # where running models not yet decided are expected to stay: binpack and spread count
     # them, so a start joins a card a running model keeps rather than opening another
