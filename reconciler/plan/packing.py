@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reconciler.plan.options import Option
-from reconciler.plan.search import Item, Search
+from reconciler.plan.search import Item, Search, take
 
 __all__ = ["pack"]
 
@@ -45,7 +45,7 @@ class _Packer:
                 o = item.options[0]
                 self.chosen[item.name] = o
                 self.host -= o.host_mib
-                _take(o, self.free, self.count, -1)
+                take(o, self.free, self.count)
             else:
                 self.movable.append(item)
         free = self.free
@@ -122,26 +122,20 @@ class _Packer:
         extra = o.total_mib - self.floor[i]
         if extra > slack or not self.search.fits(o, self.free, host_left, self.count):
             return False
-        _take(o, self.free, self.count, -1)
+        take(o, self.free, self.count)
         name = self.movable[i].name
         self.placed[i], self.chosen[name] = True, o
         if self.fill(p, c + 1, slack - extra, host_left - o.host_mib):
             return True
         self.placed[i] = False
         del self.chosen[name]
-        _take(o, self.free, self.count, +1)
+        take(o, self.free, self.count, +1)
         return False
 
 
 def _largest(options: Sequence[Option], g: int) -> int:
     """The largest piece any of `options` puts on GPU g."""
     return max(n for o in options for h, n in zip(o.gpus, o.mib, strict=True) if h == g)
-
-
-def _take(o: Option, free: list[int], count: list[int], sign: int) -> None:
-    for g, need in zip(o.gpus, o.mib, strict=True):
-        free[g] += sign * need
-        count[g] -= sign
 
 
 def _finish(

@@ -11,7 +11,7 @@ already given. It is exact: it answers "no" only when no assignment exists. What
   models that need pieces of at least `t` must fit in the GPUs with at least `t` free;
 - options that lead to the same state up to interchangeable GPUs are tried once.
 
-A search stops after `limit` nodes and says so (`exhausted`); its "no" is then not a proof.
+A search stops after `limit` nodes and says so (it returns `cut`); its "no" is then not a proof.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Literal
 
 from reconciler.plan.options import Option
 
-__all__ = ["Item", "Search", "dominated", "twin_classes"]
+__all__ = ["Item", "Search", "dominated", "take", "twin_classes"]
 
 Order = Literal["priority", "size"]
 
@@ -43,6 +43,14 @@ class Item:
         if self.fixed or not self.options or any(not o.gpus for o in self.options):
             return 0, 0
         return min(min(o.mib) for o in self.options), min(o.total_mib for o in self.options)
+
+
+def take(o: Option, free: list[int], count: list[int], sign: int = -1) -> None:
+    """Put option o on the machine (sign -1: its memory and a model slot taken on each of its
+    GPUs) or take it off again (sign +1)."""
+    for g, need in zip(o.gpus, o.mib, strict=True):
+        free[g] += sign * need
+        count[g] -= sign
 
 
 Shape = tuple[int, int, tuple[tuple[int, int], ...]]  # rank, host MiB, (GPU, MiB) pieces
@@ -204,9 +212,7 @@ class Search:
         for item in items:
             o = chosen[item.name]
             host -= o.host_mib
-            for g, need in zip(o.gpus, o.mib, strict=True):
-                free[g] -= need
-                count[g] += 1
+            take(o, free, count)
         return free, count, host
 
     def alone_fits(self, item: Item) -> bool:
@@ -266,16 +272,12 @@ class Search:
                 if sig in tried:
                     continue
                 tried.add(sig)
-                for g, need in zip(o.gpus, o.mib, strict=True):
-                    free[g] -= need
-                    count[g] += 1
+                take(o, free, count)
                 chosen[item.name] = o
                 if dfs(k + 1, host - o.host_mib):
                     return True
                 del chosen[item.name]
-                for g, need in zip(o.gpus, o.mib, strict=True):
-                    free[g] += need
-                    count[g] -= 1
+                take(o, free, count, +1)
                 if item.fixed:
                     break
             if nodes <= limit:
