@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reconciler.observe.levels import ThermalState, thermal_state
@@ -27,6 +28,10 @@ class GpuBudget:
     why_not: str | None = None  # why it is not usable
     too_hot: str | None = None  # why it takes no new start, or sheds a model
     programs: tuple[str, ...] = ()  # the other programs holding memory: "game (pid 7, 9 MiB)"
+
+    def named_in(self, refs: Sequence[int | str] | None) -> bool:
+        """Whether a `pin` or `gpus` list names this GPU (by index or UUID); None names all."""
+        return refs is None or any(ref in (self.index, self.uuid) for ref in refs)
 
     @property
     def sheds(self) -> bool:

@@ -67,12 +67,7 @@ def _sized(model: ModelSpec, facts: ModelFacts, gpus: Sequence[int], cfg: RunCon
 
 
 def _gpu_sets(model: ModelSpec, budgets: Sequence[GpuBudget]) -> list[int]:
-    allowed = []
-    for i, b in enumerate(budgets):
-        pinned = model.pin is None or any(ref in (b.index, b.uuid) for ref in model.pin)
-        if b.usable and pinned:
-            allowed.append(i)
-    return allowed
+    return [i for i, b in enumerate(budgets) if b.usable and b.named_in(model.pin)]
 
 
 def _variant_options(

@@ -89,11 +89,7 @@ def blocked(scene: Scene, m: ModelSpec, item: Item) -> str:
     if m.name in scene.problems and m.vram_mib is None:
         return f"cannot be sized: {scene.problems[m.name]}"
     budgets = scene.budgets
-    usable = [
-        b
-        for b in budgets
-        if b.usable and (m.pin is None or any(ref in (b.index, b.uuid) for ref in m.pin))
-    ]
+    usable = [b for b in budgets if b.usable and b.named_in(m.pin)]
     if not item.options:
         if not usable:
             none = "" if budgets else " (no NVIDIA GPU)"
