@@ -1,13 +1,13 @@
 """Placement: time on random instances of growing size, and optimality against brute force.
 
-    .venv/bin/python bench/plan_bench.py        # prints the figures, writes bench/results/plan.md
+    make bench-plan        # prints the figures, writes bench/results/plan.md
 
 Times: the solver alone (models sized up front) and the whole planner (budgets, options,
 estimates, diff) with models sized by `vram_mib`, median of 3 runs, on this machine; with the
 search nodes spent and whether every decision was exact (no node limit reached).
 Exactness at the size people run: 40 random instances of 50 models x 8 GPUs.
 Optimality: 1000 random small instances (<= 8 models, <= 3 GPUs, pins and two-GPU splits;
-every other one also with partial-offload and CPU-only options on a limited host, and a random
+every other one also with partial-offload and CPU-only options on a limited host; a random
 `max_models_per_gpu`) compared with an exhaustive search on the objective (which models are
 placed, in priority order).
 """
@@ -27,7 +27,12 @@ sys.path.insert(0, str(ROOT))
 
 from reconciler.plan.planner import make_plan  # noqa: E402
 from reconciler.plan.solve import NODE_LIMIT, PLAN_LIMIT, SEARCH_MODELS, solve  # noqa: E402
-from tests.plan.exhaustive import exhaustive, placed_vector, random_instance  # noqa: E402
+from tests.plan.exhaustive import (  # noqa: E402
+    exhaustive,
+    placed_vector,
+    random_instance,
+    small_instance,
+)
 from tests.plan.test_properties import desired_of, machine  # noqa: E402
 
 SIZES = [(10, 2), (50, 8), (200, 16), (1000, 64)]
@@ -69,6 +74,12 @@ def sizes(rng: random.Random, lines: list[str]) -> None:
         print(row, flush=True)
 
 
+def report(lines: list[str], text: str) -> None:
+    """A finding: printed now, and a paragraph of the results file."""
+    lines += ["", text]
+    print(text, flush=True)
+
+
 def exactness(rng: random.Random, lines: list[str], runs: int = 40) -> None:
     times, exact, nodes = [], 0, []
     for _ in range(runs):
@@ -83,29 +94,24 @@ def exactness(rng: random.Random, lines: list[str], runs: int = 40) -> None:
         f"{statistics.median(times):.2f} s, max {max(times):.2f} s; nodes median "
         f"{int(statistics.median(nodes)):,}, max {max(nodes):,}"
     )
-    lines += ["", row]
-    print(row, flush=True)
+    report(lines, row)
 
 
 def optimality(rng: random.Random, lines: list[str], total: int = 1000) -> bool:
     matches, inexact, start = 0, 0, time.perf_counter()
     for n in range(total):
-        offload = n % 2 == 1
-        items, capacity, host = random_instance(
-            rng, rng.randint(1, 8), rng.randint(1, 3), offload=offload
-        )
-        per_gpu = rng.choice([None, None, 1, 2, 3]) if offload else None
+        items, capacity, host, per_gpu = small_instance(rng, n)
         solution = solve(items, capacity, host, max_per_gpu=per_gpu)
         inexact += not solution.exact
         got = placed_vector(items, solution.chosen)
         matches += got == exhaustive(items, capacity, host, per_gpu)
     verdict = (
         f"optimality: {matches}/{total} random small instances match the exhaustive optimum "
-        f"({total // 2} with offload, CPU and max_models_per_gpu; {inexact} inexact; "
+        f"({total // 2} with offload and CPU options; random max_models_per_gpu; {inexact} "
+        "inexact; "
         f"{time.perf_counter() - start:.1f} s)"
     )
-    lines += ["", verdict]
-    print(verdict, flush=True)
+    report(lines, verdict)
     return matches == total
 
 

@@ -69,3 +69,12 @@ def random_instance(
         items.append(Item(f"m{m}", tuple(options)))
     host = rng.choice([16000, 32000]) if offload else 10**9
     return items, capacity, host
+
+
+def small_instance(rng: random.Random, n: int) -> tuple[list[Item], list[int], int, int | None]:
+    """The n-th small instance (<= 8 models, <= 3 GPUs) compared with brute force: every other
+    one with offload options on a limited host, and a random `max_models_per_gpu`."""
+    items, capacity, host = random_instance(
+        rng, rng.randint(1, 8), rng.randint(1, 3), offload=n % 2 == 1
+    )
+    return items, capacity, host, rng.choice([None, None, 1, 2, 3])

@@ -16,7 +16,7 @@ from reconciler.plan.planner import make_plan
 from reconciler.plan.search import Search, twin_classes
 from reconciler.plan.solve import solve
 from reconciler.spec.desired import Desired
-from tests.plan.exhaustive import exhaustive, placed_vector, random_instance
+from tests.plan.exhaustive import exhaustive, placed_vector, small_instance
 
 MODEL = st.fixed_dictionaries(
     {
@@ -142,10 +142,7 @@ def test_a_lower_priority_model_never_displaces_a_higher_one(
 def test_solver_matches_brute_force_on_small_instances() -> None:
     rng = random.Random(7)
     for n in range(300):
-        items, capacity, host = random_instance(
-            rng, rng.randint(1, 8), rng.randint(1, 3), offload=n % 2 == 1
-        )
-        per_gpu = rng.choice([None, None, 1, 2, 3])
+        items, capacity, host, per_gpu = small_instance(rng, n)
         solution = solve(items, capacity, host, max_per_gpu=per_gpu)
         assert solution.exact
         assert placed_vector(items, solution.chosen) == exhaustive(items, capacity, host, per_gpu)
@@ -156,10 +153,7 @@ def test_every_search_alone_agrees_with_brute_force() -> None:
     on its own: it finds an assignment exactly when one exists, and the assignment holds."""
     rng = random.Random(11)
     for n in range(300):
-        items, capacity, host = random_instance(
-            rng, rng.randint(1, 8), rng.randint(1, 3), offload=n % 2 == 1
-        )
-        per_gpu = rng.choice([None, None, 1, 2])
+        items, capacity, host, per_gpu = small_instance(rng, n)
         possible = all(exhaustive(items, capacity, host, per_gpu))
         search = Search(
             capacity,
