@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         action="append",
         metavar="NAME|PATH",
-        help="hardware profile (a name from profiles/ or a path); repeatable: the models must fit",
+        help="hardware profile (a bundled name such as rtx4090, or a path); repeatable: the "
+        "models must fit",
     )
     p.add_argument(
         "--format",

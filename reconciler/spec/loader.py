@@ -122,7 +122,8 @@ def profile_names() -> list[str]:
 
 
 def load_profile(name_or_path: str) -> ProfileFile:
-    """A profile by name (from `profiles/`) or by path."""
+    """A profile by path, or by name: from $RECONCILER_PROFILES, then the bundled ones
+    (`reconciler/profiles/`)."""
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") or os.sep in name_or_path):
         found = [d / f"{name_or_path}.yaml" for d in profile_dirs()]
