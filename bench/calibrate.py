@@ -24,7 +24,7 @@ from llamacpp import VERSION, Truth, measure  # noqa: E402
 from reconciler.estimate.facts import ModelFacts  # noqa: E402
 from reconciler.estimate.flags import config_from_flags, llama_server_flags  # noqa: E402
 from reconciler.estimate.memory import MIB, RunConfig, estimate  # noqa: E402
-from reconciler.gguf.lock import facts_from_file  # noqa: E402
+from reconciler.lockfile import facts_from_file  # noqa: E402
 from tests.ggufs import SHAPES, write_gguf  # noqa: E402
 
 GGUFS = ROOT / ".cache" / "ggufs"

@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reconciler.gguf.lock import LockEntry, LockFile, facts_from_file, lock_path, write_lock  # noqa: E402
-from reconciler.spec.loader import load_desired  # noqa: E402
+from reconciler.config.loader import load_desired  # noqa: E402
+from reconciler.lockfile import LockEntry, LockFile, facts_from_file, lock_path, write_lock  # noqa: E402
 from tests.ggufs import Shape, write_gguf  # noqa: E402
 
 # File name -> published shape (architecture, layers, widths, heads, vocabulary, type).

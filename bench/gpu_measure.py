@@ -108,7 +108,7 @@ def measure() -> list[dict[str, object]]:
 
     from reconciler.estimate.flags import llama_server_flags  # noqa: PLC0415
     from reconciler.estimate.memory import RunConfig, estimate  # noqa: PLC0415
-    from reconciler.gguf.lock import facts_from_file  # noqa: PLC0415
+    from reconciler.lockfile import facts_from_file  # noqa: PLC0415
     from tests.ggufs import SHAPES, write_gguf  # noqa: PLC0415
 
     try:

@@ -16,16 +16,16 @@ ALLOWED = {
     "pynvml": ("observe/",),
     "psutil": ("observe/", "apply/"),
     "subprocess": ("apply/",),
-    "ruamel": ("spec/yamlfile.py",),
+    "ruamel": ("config/yamlfile.py",),
     "jinja2": ("apply/",),
     "watchfiles": ("watch.py",),
     "reconciler.apply": ("apply/", "cli.py", "commands/", "watch.py"),
-    # The observers read the machine; only their values (state, levels) are pure.
-    "reconciler.observe": ("observe/", "apply/", "cli.py", "commands/", "watch.py"),
+    # The observers read the machine; their values (state.py, levels.py) live outside it.
+    "reconciler.observe": ("observe/", "apply/", "cli.py", "commands/", "pipeline.py", "watch.py"),
     "reconciler.cli": ("__main__.py",),
 }
 PURE = ("plan/", "estimate/")
-PURE_VALUES = ("reconciler.observe.state", "reconciler.observe.levels")
+PURE_VALUES = ("reconciler.state", "reconciler.levels")
 ENTRY = ("cli.py", "__main__.py")
 PURE_FORBIDDEN = ("socket", "shutil", "tempfile", "os")
 # (rename and replace are left out: str.replace and dataclasses.replace share the names)
@@ -51,8 +51,6 @@ def violations(path: Path, package: Path = PACKAGE) -> list[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     out = []
     for line, module in imports(tree):
-        if module in PURE_VALUES:
-            continue
         for banned, places in ALLOWED.items():
             hit = module == banned or module.startswith(banned + ".")
             if hit and not name.startswith(places):

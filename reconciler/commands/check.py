@@ -7,18 +7,18 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from reconciler.commands.plan import model_facts
-from reconciler.errors import ConfigError, ConfigErrors
-from reconciler.observe.snapshot import from_profile
-from reconciler.plan.planner import make_plan
-from reconciler.spec.desired import ModelSpec
-from reconciler.spec.loader import (
+from reconciler.config.desired import ModelSpec
+from reconciler.config.loader import (
     DesiredFile,
     ProfileFile,
     check_hardware,
     load_desired,
     load_profile,
 )
-from reconciler.spec.profile import Profile
+from reconciler.config.profile import Profile
+from reconciler.errors import ConfigError, ConfigErrors
+from reconciler.observe.snapshot import from_profile
+from reconciler.plan.planner import make_plan
 
 __all__ = ["Finding", "check", "describe_model", "describe_profile", "fit_findings", "github"]
 

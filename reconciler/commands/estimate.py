@@ -8,7 +8,7 @@ from typing import TextIO
 
 from reconciler.estimate.facts import ModelFacts
 from reconciler.estimate.memory import CACHE_TYPES, MIB, Estimate, RunConfig, estimate
-from reconciler.gguf.lock import facts_from_file
+from reconciler.lockfile import facts_from_file
 
 __all__ = ["add_arguments", "estimate_command", "render_table"]
 

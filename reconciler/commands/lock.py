@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from reconciler.gguf.lock import lock_path, make_lock, read_lock, write_lock
-from reconciler.spec.loader import load_desired
+from reconciler.config.loader import load_desired
+from reconciler.lockfile import lock_path, make_lock, read_lock, write_lock
 
 __all__ = ["lock"]
 

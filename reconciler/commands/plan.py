@@ -7,15 +7,15 @@ import os
 from pathlib import Path
 from typing import TextIO
 
+from reconciler.config.desired import Desired
+from reconciler.config.loader import load_desired
 from reconciler.estimate.facts import ModelFacts
-from reconciler.gguf.lock import lock_path, read_lock, resolve_facts
 from reconciler.gguf.reader import ModelFileError
+from reconciler.lockfile import lock_path, read_lock, resolve_facts
 from reconciler.observe import observe
 from reconciler.plan.model import Plan
 from reconciler.plan.planner import make_plan
 from reconciler.plan.views import plan_json, plan_text
-from reconciler.spec.desired import Desired
-from reconciler.spec.loader import load_desired
 
 __all__ = ["add_arguments", "build_plan", "model_facts", "plan_command"]
 

@@ -8,8 +8,8 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel
 
-from reconciler.spec.desired import Desired
-from reconciler.spec.profile import Profile
+from reconciler.config.desired import Desired
+from reconciler.config.profile import Profile
 
 __all__ = ["schema", "schema_of"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
+from reconciler.levels import pressure, thermal_state
 from reconciler.observe import observe
-from reconciler.observe.levels import pressure, thermal_state
-from reconciler.observe.state import GpuState, ObservedState
+from reconciler.state import GpuState, ObservedState
 
 __all__ = ["render_status", "status"]
 

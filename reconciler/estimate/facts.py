@@ -10,8 +10,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from reconciler.frozen import Frozen
 from reconciler.gguf.ggml import BF16, F16, F32, row_size
 
 __all__ = [
@@ -76,10 +77,6 @@ _LAYER = re.compile(r"^blk\.(\d+)\.")
 
 def _pad(n: int, to: int) -> int:
     return (n + to - 1) // to * to
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class LayerFacts(Frozen):

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from reconciler.estimate.facts import ModelFacts
+from reconciler.frozen import Frozen
 from reconciler.gguf.ggml import row_size
 
 __all__ = [
@@ -58,10 +59,6 @@ UNKNOWN_MARGIN = 1.25
 
 def _pad(n: int, to: int) -> int:
     return (n + to - 1) // to * to
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class RunConfig(Frozen):

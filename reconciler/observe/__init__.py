@@ -1,8 +1,8 @@
 """Reading the machine: NVML, the process table, the journal; snapshots and profiles.
 
 The only part of the package that reads the machine (besides reading GGUF files). Importing
-the package reads nothing and imports neither pynvml nor psutil, so that the pure values
-(`observe.state`, `observe.levels`) stay cheap to import for the planner.
+the package reads nothing and imports neither pynvml nor psutil. The values it produces live
+outside it (`reconciler.state`, `reconciler.levels`), so the planner never imports it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from reconciler.observe.state import ObservedState
+    from reconciler.state import ObservedState
 
 __all__ = ["observe"]
 
@@ -22,10 +22,10 @@ def observe(
     """What the machine looks like: a snapshot file, else a profile, else the real machine
     (NVML and the process table, with the journal of what we started in `state_dir`)."""
     # Imported here: the machine's readers are loaded only when the machine is to be read.
+    from reconciler.config.loader import load_profile  # noqa: PLC0415
     from reconciler.observe.journal import default_state_dir, read_journal  # noqa: PLC0415
     from reconciler.observe.observer import Observer  # noqa: PLC0415
     from reconciler.observe.snapshot import from_profile, load_snapshot  # noqa: PLC0415
-    from reconciler.spec.loader import load_profile  # noqa: PLC0415
 
     if observed is not None:
         return load_snapshot(observed)

@@ -11,16 +11,15 @@ import json
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from reconciler.errors import ObservationError
+from reconciler.frozen import Frozen
 
 __all__ = ["JournalEntry", "default_state_dir", "read_journal"]
 
 
-class JournalEntry(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class JournalEntry(Frozen):
     model: str
     pid: int
     start_time: float
@@ -30,9 +29,7 @@ class JournalEntry(BaseModel):
     launch: dict[str, str] | None = None  # the launch settings, to see what changed
 
 
-class _Journal(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class _Journal(Frozen):
     format_version: int = 1
     entries: tuple[JournalEntry, ...] = ()
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeVar
 
-from reconciler.observe.state import GpuState, ProcessKind
+from reconciler.state import GpuState, ProcessKind
 
 __all__ = ["CLOCK_EVENTS", "NOT_AVAILABLE", "Nvml", "RawProcess"]
 

@@ -12,7 +12,7 @@ import psutil
 from reconciler.observe.journal import JournalEntry
 from reconciler.observe.nvml import Nvml, RawProcess
 from reconciler.observe.processes import Owner, ProcessTable
-from reconciler.observe.state import GpuProcess, GpuState, HostState, Instance, ObservedState
+from reconciler.state import GpuProcess, GpuState, HostState, Instance, ObservedState
 
 __all__ = ["Observer", "host_state"]
 

@@ -15,12 +15,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from reconciler.config.messages import translate
+from reconciler.config.profile import Profile
+from reconciler.config.source import Source
+from reconciler.config.yamlfile import parse_yaml, read_text
 from reconciler.errors import ConfigError, ConfigErrors
-from reconciler.observe.state import GpuProcess, GpuState, HostState, ObservedState
-from reconciler.spec.messages import translate
-from reconciler.spec.profile import Profile
-from reconciler.spec.source import Source
-from reconciler.spec.yamlfile import parse_yaml, read_text
+from reconciler.state import GpuProcess, GpuState, HostState, ObservedState
 
 __all__ = ["from_profile", "load_snapshot"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from reconciler.observe.levels import ThermalState, thermal_state
-from reconciler.observe.state import GpuState, ObservedState
-from reconciler.spec.desired import Desired
+from reconciler.config.desired import Desired
+from reconciler.levels import ThermalState, thermal_state
+from reconciler.state import GpuState, ObservedState
 
 __all__ = ["GpuBudget", "gpu_budgets"]
 

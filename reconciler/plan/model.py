@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
+
+from reconciler.frozen import Frozen
 
 __all__ = ["ACTIONS", "Action", "GpuLine", "Plan"]
 
@@ -12,22 +14,18 @@ ActionKind = Literal["start", "stop", "restart", "move", "keep", "blocked"]
 ACTIONS: tuple[ActionKind, ...] = ("start", "stop", "restart", "move", "keep", "blocked")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Action(_Frozen):
+class Action(Frozen):
     model: str
     action: ActionKind
     variant: str | None = None  # the entry that runs: the model or one of its fallbacks
     gpus: tuple[str, ...] = ()
     tensor_split: tuple[float, ...] | None = None
     gpu_layers: int | str | None = None
-    estimate_mib: dict[str, int] = {}
+    estimate_mib: dict[str, int] = Field(default_factory=dict)
     reason: str
 
 
-class GpuLine(_Frozen):
+class GpuLine(Frozen):
     label: str
     name: str
     total_mib: int
@@ -38,7 +36,7 @@ class GpuLine(_Frozen):
     note: str | None = None
 
 
-class Plan(_Frozen):
+class Plan(Frozen):
     format_version: Literal[1] = 1
     observed: str  # fingerprint of the observed state the plan was computed against
     source: str

@@ -13,10 +13,10 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from reconciler.config.desired import ModelSpec
 from reconciler.estimate.facts import ModelFacts
 from reconciler.estimate.memory import MIB, RunConfig, estimate
 from reconciler.plan.budget import GpuBudget
-from reconciler.spec.desired import ModelSpec
 
 __all__ = ["MAX_SPLIT_SETS", "Option", "options_for", "run_config"]
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from reconciler.config.desired import Desired, ModelSpec
 from reconciler.estimate.facts import ModelFacts
-from reconciler.observe.state import Instance, ObservedState
 from reconciler.plan.budget import GpuBudget, gpu_budgets
 from reconciler.plan.model import Action, GpuLine, Plan
 from reconciler.plan.options import Option, options_for
 from reconciler.plan.reasons import Scene, blocked, changed, displaced
 from reconciler.plan.solve import Item, solve
-from reconciler.spec.desired import Desired, ModelSpec
+from reconciler.state import Instance, ObservedState
 
 __all__ = ["launch_settings", "make_plan", "variants_of"]
 

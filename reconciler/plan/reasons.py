@@ -10,13 +10,13 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from reconciler.config.desired import ModelSpec
 from reconciler.estimate.facts import ModelFacts
 from reconciler.estimate.memory import MIB, estimate
-from reconciler.observe.state import Instance
 from reconciler.plan.budget import GpuBudget
 from reconciler.plan.options import Option, run_config
 from reconciler.plan.search import Item
-from reconciler.spec.desired import ModelSpec
+from reconciler.state import Instance
 
 __all__ = ["Scene", "blocked", "changed", "displaced"]
 

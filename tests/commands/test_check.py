@@ -37,7 +37,7 @@ def test_check_valid_example_against_a_profile(
 def test_check_lists_every_error_and_exits_1(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(ROOT / "tests" / "spec" / "broken")
+    monkeypatch.chdir(ROOT / "tests" / "config" / "broken")
     code, out, err = run(["check", "three-mistakes.yaml"], capsys)
     assert (code, out) == (1, "")
     assert err.splitlines() == [
@@ -98,7 +98,7 @@ def test_several_files_are_all_checked_and_errors_come_together(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """pre-commit passes every changed file at once: a broken one does not hide the others."""
-    monkeypatch.chdir(ROOT / "tests" / "spec" / "broken")
+    monkeypatch.chdir(ROOT / "tests" / "config" / "broken")
     example = str(ROOT / "desired" / "workstation.yaml")
     argv = ["check", "three-mistakes.yaml", example, "bad-placement.yaml", "three-mistakes.yaml"]
     code, out, err = run(argv, capsys)
@@ -114,7 +114,7 @@ def test_several_files_as_github_annotations(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(ROOT)
-    broken = "tests/spec/broken/three-mistakes.yaml"
+    broken = "tests/config/broken/three-mistakes.yaml"
     argv = ["check", "--format", "github", "desired/workstation.yaml", broken]
     code, out, err = run(argv, capsys)
     assert (code, err) == (1, "")

@@ -57,7 +57,7 @@ def test_text_format_lists_errors_and_exits_1(
 
 
 def test_config_errors_become_annotations_too(capsys: pytest.CaptureFixture[str]) -> None:
-    broken = ROOT / "tests" / "spec" / "broken" / "ctx-not-a-number.yaml"
+    broken = ROOT / "tests" / "config" / "broken" / "ctx-not-a-number.yaml"
     assert main(["check", str(broken), "--format", "github"]) == 1
     assert capsys.readouterr().out.strip() == (
         f'::error file={broken},line=6,col=10::models[0].ctx: must be a positive integer, got "8k"'

@@ -19,7 +19,7 @@ from reconciler.observe import observe
 from reconciler.observe.journal import JournalEntry
 from reconciler.observe.observer import Observer
 from reconciler.observe.snapshot import load_snapshot
-from reconciler.observe.state import ObservedState
+from reconciler.state import ObservedState
 from tests.observe.fake_nvml import MIB, FakeGpu, FakeNvml
 
 

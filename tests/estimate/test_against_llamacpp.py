@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 from reconciler.estimate.facts import ModelFacts
 from reconciler.estimate.flags import config_from_flags, llama_server_flags
 from reconciler.estimate.memory import RunConfig, estimate
-from reconciler.gguf.lock import facts_from_file
+from reconciler.lockfile import facts_from_file
 from tests.ggufs import SHAPES, write_gguf
 
 FIGURES = YAML(typ="safe").load(Path(__file__).with_name("llamacpp_figures.yaml"))

@@ -13,7 +13,7 @@ import pytest
 
 from reconciler.estimate.facts import ModelFacts
 from reconciler.estimate.memory import MIB, RunConfig, estimate, kv_cells
-from reconciler.gguf.lock import facts_from_file
+from reconciler.lockfile import facts_from_file
 from tests.ggufs import SHAPES, Shape, write_gguf
 
 BASE = Shape("base", n_layer=4, n_embd=512, n_head=8, n_head_kv=2, n_ff=1024, n_vocab=1000)

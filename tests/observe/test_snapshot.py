@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.config.loader import load_profile
+from reconciler.config.yamlfile import dump_yaml
 from reconciler.errors import ConfigErrors
 from reconciler.observe.observer import Observer
 from reconciler.observe.snapshot import from_profile, load_snapshot
-from reconciler.spec.loader import load_profile
-from reconciler.spec.yamlfile import dump_yaml
 from tests.observe.fake_nvml import MIB, FakeGpu, FakeNvml
 
 

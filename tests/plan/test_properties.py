@@ -9,13 +9,13 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.observe.state import GpuProcess, GpuState, HostState, Instance, ObservedState
+from reconciler.config.desired import Desired
 from reconciler.plan.model import Plan
 from reconciler.plan.packing import pack
 from reconciler.plan.planner import make_plan
 from reconciler.plan.search import Search, twin_classes
 from reconciler.plan.solve import solve
-from reconciler.spec.desired import Desired
+from reconciler.state import GpuProcess, GpuState, HostState, Instance, ObservedState
 from tests.plan.exhaustive import exhaustive, placed_vector, small_instance
 
 MODEL = st.fixed_dictionaries(

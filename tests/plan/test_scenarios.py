@@ -16,11 +16,11 @@ import pytest
 from ruamel.yaml import YAML
 
 from reconciler.commands.plan import model_facts
+from reconciler.config.loader import load_desired, load_profile
+from reconciler.config.yamlfile import dump_yaml
 from reconciler.observe.snapshot import from_profile
-from reconciler.observe.state import GpuProcess, Instance, ObservedState
 from reconciler.plan.planner import make_plan
-from reconciler.spec.loader import load_desired, load_profile
-from reconciler.spec.yamlfile import dump_yaml
+from reconciler.state import GpuProcess, Instance, ObservedState
 from tests.ggufs import Shape, write_gguf
 
 CASES = sorted((Path(__file__).parent / "scenarios").glob("*.yaml"))

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
+from reconciler.config.loader import load_desired
 from reconciler.errors import ConfigErrors
-from reconciler.gguf.lock import lock_path, read_lock, resolve_facts
 from reconciler.gguf.reader import ModelFileError
-from reconciler.spec.loader import load_desired
+from reconciler.lockfile import lock_path, read_lock, resolve_facts
 from tests.ggufs import Shape, write_gguf
 
 SMALL = Shape("small", n_layer=2, n_embd=128, n_head=4, n_head_kv=2, n_ff=256, n_vocab=500)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from reconciler.spec.desired import Thermal
+from reconciler.config.desired import Thermal
 
 __all__ = ["Pressure", "ThermalState", "pressure", "thermal_state"]
 

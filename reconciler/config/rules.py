@@ -11,8 +11,8 @@ from typing import Any, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from reconciler.spec.desired import ModelSpec, Policy
-from reconciler.spec.source import Loc, suggest
+from reconciler.config.desired import ModelSpec, Policy
+from reconciler.config.source import Loc, suggest
 
 __all__ = ["Problem", "desired_problems", "hardware_problems"]
 

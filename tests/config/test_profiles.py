@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.config.loader import check_hardware, load_desired, load_profile, profile_names
 from reconciler.errors import ConfigErrors
-from reconciler.spec.loader import check_hardware, load_desired, load_profile, profile_names
 
 ROOT = Path(__file__).resolve().parents[2]
 

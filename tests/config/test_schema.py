@@ -29,9 +29,7 @@ def test_schema_knows_every_model_key() -> None:
     assert schema["required"] == ["version"]
 
 
-@pytest.mark.parametrize(
-    ("kind", "folder"), [("desired", "desired"), ("profile", "reconciler/profiles")]
-)
+@pytest.mark.parametrize(("kind", "folder"), [("desired", "desired"), ("profile", "profiles")])
 def test_examples_validate_against_the_committed_schema(kind: str, folder: str) -> None:
     import jsonschema
     from ruamel.yaml import YAML

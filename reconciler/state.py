@@ -11,7 +11,9 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from reconciler.frozen import Frozen
 
 ProcessKind = Literal["compute", "graphics"]
 
@@ -27,11 +29,7 @@ __all__ = [
 FINGERPRINT_GRAIN_MIB = 256  # memory moves a little all the time; plans care about big moves
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-
-class GpuProcess(_Frozen):
+class GpuProcess(Frozen):
     pid: int
     used_mib: int | None = Field(description="None where the driver does not say (WDDM, WSL).")
     kind: ProcessKind
@@ -42,7 +40,7 @@ class GpuProcess(_Frozen):
     instance: str | None = Field(None, description="The model, for a process of ours.")
 
 
-class GpuState(_Frozen):
+class GpuState(Frozen):
     index: int
     mig: int | None = Field(None, description="MIG device index inside GPU `index`.")
     uuid: str
@@ -71,13 +69,13 @@ class GpuState(_Frozen):
         return sum(p.used_mib or 0 for p in self.processes if p.owner == "foreign")
 
 
-class HostState(_Frozen):
+class HostState(Frozen):
     ram_total_mib: int
     ram_available_mib: int
     cpus: int
 
 
-class Instance(_Frozen):
+class Instance(Frozen):
     """A model server the reconciler started."""
 
     model: str
@@ -93,7 +91,7 @@ class Instance(_Frozen):
     )
 
 
-class ObservedState(_Frozen):
+class ObservedState(Frozen):
     format_version: Literal[1] = 1
     source: str = Field(
         description='Where it came from: "nvml", "snapshot" (written by hand or a simulation) '

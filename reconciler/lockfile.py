@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import Field, ValidationError
 
+from reconciler.config.desired import Desired, ModelSpec
+from reconciler.config.messages import translate
+from reconciler.config.yamlfile import dump_yaml, read_yaml
 from reconciler.errors import ConfigErrors
 from reconciler.estimate.facts import ModelFacts, facts_from_header
+from reconciler.frozen import Frozen
 from reconciler.gguf.reader import ModelFileError, read_gguf
-from reconciler.spec.desired import Desired, ModelSpec
-from reconciler.spec.messages import translate
-from reconciler.spec.yamlfile import dump_yaml, read_yaml
 
 __all__ = [
     "LockEntry",
@@ -42,18 +43,14 @@ HEADER = (
 )
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LockEntry(_Frozen):
+class LockEntry(Frozen):
     gguf: str
     facts: ModelFacts
 
 
-class LockFile(_Frozen):
+class LockFile(Frozen):
     version: Literal[1] = 1
-    models: dict[str, LockEntry] = {}
+    models: dict[str, LockEntry] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)

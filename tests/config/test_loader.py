@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.config.desired import Desired
+from reconciler.config.loader import load_desired, parse_desired
+from reconciler.config.yamlfile import MAX_BYTES, parse_yaml
 from reconciler.errors import ConfigErrors
-from reconciler.spec.desired import Desired
-from reconciler.spec.loader import load_desired, parse_desired
-from reconciler.spec.yamlfile import MAX_BYTES, parse_yaml
 from tests.examples import desired_examples
 
 ROOT = Path(__file__).resolve().parents[2]

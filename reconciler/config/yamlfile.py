@@ -18,8 +18,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from reconciler.config.source import Loc, Position, Source, format_loc
 from reconciler.errors import ConfigError, ConfigErrors
-from reconciler.spec.source import Loc, Position, Source, format_loc
 
 __all__ = ["MAX_BYTES", "dump_yaml", "parse_yaml", "read_text", "read_yaml"]
 

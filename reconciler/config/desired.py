@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from reconciler.spec.types import (
+from reconciler.config.types import (
     CacheType,
     Celsius,
     EnvName,
@@ -29,6 +29,7 @@ from reconciler.spec.types import (
     invalid,
     one_of,
 )
+from reconciler.frozen import Frozen
 
 __all__ = [
     "Desired",
@@ -51,10 +52,6 @@ FlashAttn: TypeAlias = Annotated[FlashAttnName, one_of(FlashAttnName, booleans=(
 SplitName = Literal["never", "auto"]
 SplitMode: TypeAlias = Annotated[SplitName, one_of(SplitName)]
 DesiredVersion: TypeAlias = Annotated[Literal[1], format_version(1)]
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Headroom(Frozen):

@@ -9,9 +9,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from reconciler.config.source import Loc, Source, suggest
+from reconciler.config.types import show
 from reconciler.errors import ConfigError
-from reconciler.spec.source import Loc, Source, suggest
-from reconciler.spec.types import show
 
 __all__ = ["translate"]
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.observe.levels import pressure, thermal_state
-from reconciler.spec.desired import Thermal
+from reconciler.config.desired import Thermal
+from reconciler.levels import pressure, thermal_state
 
 
 @pytest.mark.parametrize(

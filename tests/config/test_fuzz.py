@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
+from reconciler.config.desired import Desired
+from reconciler.config.loader import parse_desired
 from reconciler.errors import ConfigErrors
-from reconciler.spec.desired import Desired
-from reconciler.spec.loader import parse_desired
 from tests.examples import desired_examples
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ from typing import Annotated, Literal, TypeAlias
 
 from pydantic import Field
 
-from reconciler.spec.desired import Frozen
-from reconciler.spec.types import Mebibytes, NonEmptyStr, PositiveInt, format_version, one_of
+from reconciler.config.types import Mebibytes, NonEmptyStr, PositiveInt, format_version, one_of
+from reconciler.frozen import Frozen
 
 ProcessTypeName = Literal["graphics", "compute"]
 ProcessType: TypeAlias = Annotated[ProcessTypeName, one_of(ProcessTypeName)]

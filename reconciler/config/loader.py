@@ -14,18 +14,19 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from reconciler.config.desired import Desired
+from reconciler.config.messages import translate
+from reconciler.config.profile import Profile
+from reconciler.config.rules import Problem, desired_problems, hardware_problems
+from reconciler.config.source import Source, suggest
+from reconciler.config.yamlfile import parse_yaml, read_yaml
 from reconciler.errors import ConfigError, ConfigErrors
-from reconciler.spec.desired import Desired
-from reconciler.spec.messages import translate
-from reconciler.spec.profile import Profile
-from reconciler.spec.rules import Problem, desired_problems, hardware_problems
-from reconciler.spec.source import Source, suggest
-from reconciler.spec.yamlfile import parse_yaml, read_yaml
 
 __all__ = [
     "DesiredFile",
     "Loaded",
     "ProfileFile",
+    "bundled_profiles",
     "check_hardware",
     "load_desired",
     "load_profile",
@@ -112,8 +113,15 @@ def check_hardware(desired: DesiredFile, profile: ProfileFile) -> list[ConfigErr
 def profile_dirs() -> list[Path]:
     """Where profile names are looked up: $RECONCILER_PROFILES, then the bundled profiles."""
     dirs = [Path(p) for p in os.environ.get("RECONCILER_PROFILES", "").split(os.pathsep) if p]
-    dirs.append(Path(__file__).resolve().parents[1] / "profiles")  # package data
-    return dirs
+    return [*dirs, bundled_profiles()]
+
+
+def bundled_profiles() -> Path:
+    """The profiles shipped with the package: `reconciler/profiles` in an installed wheel,
+    the top-level `profiles/` folder in a source checkout (and an editable install)."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "profiles"
+    return installed if installed.is_dir() else package.parent / "profiles"
 
 
 def profile_names() -> list[str]:
@@ -123,7 +131,7 @@ def profile_names() -> list[str]:
 
 def load_profile(name_or_path: str) -> ProfileFile:
     """A profile by path, or by name: from $RECONCILER_PROFILES, then the bundled ones
-    (`reconciler/profiles/`)."""
+    (`profiles/`)."""
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") or os.sep in name_or_path):
         found = [d / f"{name_or_path}.yaml" for d in profile_dirs()]

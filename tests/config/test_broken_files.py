@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.config.loader import load_desired
 from reconciler.errors import ConfigErrors
-from reconciler.spec.loader import load_desired
 
 BROKEN = Path(__file__).parent / "broken"
 CASES = sorted(BROKEN.glob("*.yaml"))
