@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field
 
 from reconciler.frozen import Frozen
+from reconciler.launch import Launch
 
 ProcessKind = Literal["compute", "graphics"]
 
@@ -86,9 +87,23 @@ class Instance(Frozen):
     source: Literal["journal", "label"] = "journal"
     gpus: tuple[str, ...] = Field((), description="Labels of the GPUs it holds memory on.")
     used_mib: int = Field(0, description="GPU memory of it and its children, all GPUs.")
-    launch: dict[str, str] | None = Field(
-        None, description="The launch settings it was started with (from the journal)."
+    used_by_gpu: dict[str, int] = Field(
+        default_factory=dict,
+        description="Measured MiB per GPU label; a GPU of `gpus` missing here is one where "
+        "the driver does not say (WDDM, WSL): it is charged the estimate.",
     )
+    launch: Launch | None = Field(
+        None, description="The launch it was started with (from the journal)."
+    )
+    estimate_mib: dict[str, int] | None = Field(
+        None, description="What the plan that started it estimated, per GPU label and host."
+    )
+
+    @property
+    def adopted(self) -> bool:
+        """Whether we may signal it: started by us and in the journal (pid + start time +
+        label), not merely carrying our label."""
+        return self.source == "journal"
 
 
 class ObservedState(Frozen):

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from reconciler.errors import ObservationError
 from reconciler.frozen import Frozen
+from reconciler.launch import Launch
 
 __all__ = ["JournalEntry", "default_state_dir", "read_journal"]
 
@@ -26,7 +27,8 @@ class JournalEntry(Frozen):
     unit: str | None = None
     gpus: tuple[int, ...] = ()
     port: int | None = None
-    launch: dict[str, str] | None = None  # the launch settings, to see what changed
+    launch: Launch | None = None  # what it was started with, to see what changed
+    estimate_mib: dict[str, int] | None = None  # the plan's estimate per GPU label and host
 
 
 class _Journal(Frozen):

@@ -55,6 +55,20 @@ WHAT = {  # NVML calls, as the notes name them
 }
 
 
+def _once_each(procs: list[RawProcess]) -> list[RawProcess]:
+    """A process in both the compute and the graphics list (a CUDA program that also draws)
+    is one process: listed once, under the first list, with the larger figure NVML gave (both
+    lists report the process's whole use of the GPU)."""
+    first: dict[int, RawProcess] = {}
+    for pid, mib, kind in procs:
+        seen = first.get(pid)
+        if seen is None:
+            first[pid] = (pid, mib, kind)
+        elif mib is not None and (seen[1] is None or mib > seen[1]):
+            first[pid] = (pid, mib, seen[2])
+    return list(first.values())
+
+
 class _Lost(Exception):
     """A GPU became unreachable while we were reading it."""
 
@@ -228,6 +242,7 @@ class Nvml:
                 used = getattr(p, "usedGpuMemory", None)
                 mib = None if used is None or used >= NOT_AVAILABLE else int(used) // MIB
                 procs.append((int(p.pid), mib, kind))
+        procs = _once_each(procs)
         state = GpuState(
             index=index,
             mig=mig,

@@ -35,6 +35,7 @@ class _Held:
         self.owner = owner
         self.gpus: set[str] = set()
         self.mib = 0
+        self.by_gpu: dict[str, int] = {}  # measured, where the driver says
 
 
 class Observer:
@@ -98,6 +99,8 @@ class Observer:
                 item = held.setdefault(owner.model, _Held(owner))
                 item.gpus.add(gpu.label)
                 item.mib += mib or 0
+                if mib is not None:
+                    item.by_gpu[gpu.label] = item.by_gpu.get(gpu.label, 0) + mib
         return tuple(processes)
 
     def _instances(
@@ -120,7 +123,9 @@ class Observer:
                     source="journal",
                     gpus=() if item is None else tuple(sorted(item.gpus)),
                     used_mib=0 if item is None else item.mib,
+                    used_by_gpu={} if item is None else dict(item.by_gpu),
                     launch=entry.launch,
+                    estimate_mib=entry.estimate_mib,
                 )
             )
         for model, item in held.items():
@@ -133,6 +138,7 @@ class Observer:
                         source="label",
                         gpus=tuple(sorted(item.gpus)),
                         used_mib=item.mib,
+                        used_by_gpu=dict(item.by_gpu),
                     )
                 )
         return tuple(out)

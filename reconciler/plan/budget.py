@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from reconciler.config.desired import Desired
 from reconciler.levels import ThermalState, thermal_state
-from reconciler.state import GpuState, ObservedState
+from reconciler.state import GpuProcess, GpuState, ObservedState
 
-__all__ = ["GpuBudget", "gpu_budgets"]
+__all__ = ["GpuBudget", "gpu_budgets", "occupied"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class GpuBudget:
     why_not: str | None = None  # why it is not usable
     too_hot: str | None = None  # why it takes no new start, or sheds a model
     programs: tuple[str, ...] = ()  # the other programs holding memory: "game (pid 7, 9 MiB)"
+    raised: bool = False  # budget raised to what instances we keep as they are hold
 
     def named_in(self, refs: Sequence[int | str] | None) -> bool:
         """Whether a `pin` or `gpus` list names this GPU (by index or UUID); None names all."""
@@ -39,17 +40,37 @@ class GpuBudget:
         return self.thermal == "critical"
 
 
-def _foreign(gpu: GpuState) -> int:
-    """Memory physically taken by programs other than ours (also what NVML cannot attribute)."""
-    ours = sum(p.used_mib or 0 for p in gpu.processes if p.owner == "ours")
-    reported = sum(p.used_mib or 0 for p in gpu.processes if p.owner == "foreign")
-    unattributed = gpu.memory_used_mib - (gpu.memory_reserved_mib or 0) - ours
+def _once(gpu: GpuState) -> list[GpuProcess]:
+    """Each process once (a process in both NVML lists reports the same memory twice)."""
+    seen: dict[int, GpuProcess] = {}
+    for p in gpu.processes:
+        if p.pid not in seen or (p.used_mib or 0) > (seen[p.pid].used_mib or 0):
+            seen[p.pid] = p
+    return list(seen.values())
+
+
+def occupied(gpu: GpuState) -> int:
+    """Memory nobody else can have: total - free. NVML's v2 `used` leaves out what the driver
+    reserves (v1's includes it); total - free is the same in both and counts it once."""
+    if 0 <= gpu.memory_free_mib <= gpu.memory_total_mib:
+        return gpu.memory_total_mib - gpu.memory_free_mib
+    return gpu.memory_used_mib + (gpu.memory_reserved_mib or 0)
+
+
+def _foreign(gpu: GpuState, unreported_ours: int) -> int:
+    """Memory taken by programs other than ours, and what NVML cannot attribute (the driver's
+    reserve included). `unreported_ours`: what our own processes hold where the driver does
+    not say (WDDM, WSL), charged their estimate so that a model never yields to itself."""
+    processes = _once(gpu)
+    ours = sum(p.used_mib or 0 for p in processes if p.owner == "ours")
+    reported = sum(p.used_mib or 0 for p in processes if p.owner == "foreign")
+    unattributed = occupied(gpu) - ours - unreported_ours
     return max(reported, unattributed, 0)
 
 
 def _programs(gpu: GpuState) -> tuple[str, ...]:
     foreign = sorted(
-        (p for p in gpu.processes if p.owner == "foreign"), key=lambda p: -(p.used_mib or 0)
+        (p for p in _once(gpu) if p.owner == "foreign"), key=lambda p: -(p.used_mib or 0)
     )
     return tuple(
         f"{p.name or 'an unnamed program'} (pid {p.pid}"
@@ -64,18 +85,37 @@ def _allowed(desired: Desired, gpu: GpuState) -> bool:
     return any(ref in (gpu.index, gpu.uuid) for ref in desired.gpus)
 
 
-def gpu_budgets(desired: Desired, observed: ObservedState) -> tuple[GpuBudget, ...]:
+def _mig_parent(gpu: GpuState, observed: ObservedState) -> str | None:
+    """Why a GPU with MIG enabled takes no model itself: only its slices do."""
+    if gpu.mig is not None:
+        return None
+    slices = [g.label for g in observed.gpus if g.index == gpu.index and g.mig is not None]
+    if slices:
+        return "MIG is enabled: models go on its slices (" + ", ".join(slices) + ")"
+    if gpu.mig_mode:
+        return "MIG is enabled and no slice is seen: create MIG instances, or disable MIG"
+    return None
+
+
+def gpu_budgets(
+    desired: Desired, observed: ObservedState, unreported: Mapping[str, int] | None = None
+) -> tuple[GpuBudget, ...]:
+    """Per GPU: what our models may use. `unreported`: per GPU label, the estimate of our
+    instances whose memory the driver does not report (they are ours, not foreign)."""
     out = []
     policy = desired.policy
+    unreported = unreported or {}
     for gpu in observed.gpus:
         reserve = policy.headroom.reserve_for(gpu.memory_total_mib)
-        foreign = _foreign(gpu)
+        foreign = _foreign(gpu, unreported.get(gpu.label, 0))
         thermal = thermal_state(gpu.temperature_c, policy.thermal)
         why = None
         if gpu.lost:
             why = "the GPU is lost (fell off the bus)"
         elif not _allowed(desired, gpu):
             why = "not in `gpus` of the desired file"
+        else:
+            why = _mig_parent(gpu, observed)
         hot = None
         if thermal == "critical":
             gate = policy.thermal.evict_above_c

@@ -16,12 +16,34 @@ from dataclasses import dataclass
 from reconciler.config.desired import ModelSpec
 from reconciler.estimate.facts import ModelFacts
 from reconciler.estimate.memory import MIB, RunConfig, estimate
+from reconciler.launch import Launch
 from reconciler.plan.budget import GpuBudget
 
-__all__ = ["MAX_SPLIT_SETS", "Option", "options_for", "run_config"]
+__all__ = [
+    "AS_IS_RANK",
+    "MAX_SPLIT_SETS",
+    "PARTIAL_RANK",
+    "VARIANT_RANK",
+    "Option",
+    "layer_rank",
+    "options_for",
+    "run_config",
+]
 
 MAX_SPLIT_SETS = 32  # GPU sets tried per split size: the largest by budget first
 PARTIAL_STEPS = (0.75, 0.5, 0.25)
+# Ranks (lower is preferred): VARIANT_RANK per fallback step; inside a variant one GPU (+0),
+# a split (+1), partial offload by the layers it leaves on the host (+PARTIAL_RANK + left;
+# the CPU alone leaves them all), and last an instance kept running as it was started
+# although the desired file now says otherwise (+AS_IS_RANK).
+VARIANT_RANK = 1000
+PARTIAL_RANK = 10
+AS_IS_RANK = 999
+
+
+def layer_rank(n_layers: int, offloaded: int) -> int:
+    """The rank, inside a variant, of a partial offload of `offloaded` of `n_layers`."""
+    return PARTIAL_RANK + max(n_layers - offloaded, 0)
 
 
 @dataclass(frozen=True)
@@ -33,6 +55,10 @@ class Option:
     tensor_split: tuple[float, ...] | None = None
     gpu_layers: int | str = "all"
     rank: int = 0  # preference class: lower is better
+    tensor_parallel: int | None = None  # vLLM: GPUs in tensor parallelism
+    margin_mib: int = 0  # added to each piece of an upgrade, so that it does not flap
+    here: bool = False  # the instance as it runs now, charged what it holds
+    launch: Launch | None = None  # for an instance kept as started: its launch
 
     @property
     def total_mib(self) -> int:
@@ -94,11 +120,13 @@ def _variant_options(
     if model.gpu_layers == "auto":
         n = facts.n_layer + 1
         for step in PARTIAL_STEPS:
+            layers = max(int(n * step), 1)
             for g in gpus:
-                cfg = run_config(model, 1).model_copy(update={"gpu_layers": max(int(n * step), 1)})
-                out.append(dataclasses.replace(_sized(model, facts, [g], cfg), rank=rank + 2))
-        cpu = run_config(model, 0)
-        out.append(dataclasses.replace(_sized(model, facts, [], cpu), rank=rank + 3, gpu_layers=0))
+                cfg = run_config(model, 1).model_copy(update={"gpu_layers": layers})
+                sized = _sized(model, facts, [g], cfg)
+                out.append(dataclasses.replace(sized, rank=rank + layer_rank(n, layers)))
+        cpu = _sized(model, facts, [], run_config(model, 0))
+        out.append(dataclasses.replace(cpu, rank=rank + layer_rank(n, 0), gpu_layers=0))
     return out
 
 
@@ -111,5 +139,5 @@ def options_for(
     """Every option for `model`, its fallbacks after it, in preference order."""
     out: list[Option] = []
     for k, variant in enumerate([model, *variants]):
-        out += _variant_options(variant, facts.get(variant.name), budgets, rank=10 * k)
+        out += _variant_options(variant, facts.get(variant.name), budgets, rank=VARIANT_RANK * k)
     return out

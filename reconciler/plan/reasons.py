@@ -6,6 +6,7 @@ assignment); the hints for a model that does not fit are computed with the estim
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from reconciler.plan.options import Option, run_config
 from reconciler.plan.search import Item
 from reconciler.state import Instance
 
-__all__ = ["Scene", "blocked", "changed", "displaced"]
+__all__ = ["Scene", "blocked", "displaced"]
 
 HOLDERS_SHOWN = 4
 PROGRAMS_SHOWN = 2  # the largest first
@@ -34,6 +35,8 @@ class Scene:
     items: Mapping[str, Item]  # by model, in priority order (highest first)
     chosen: Mapping[str, Option]
     max_per_gpu: int | None = None
+    exact: bool = True  # whether the placement search was exact
+    fresh: Mapping[str, tuple[Option, ...]] = dataclasses.field(default_factory=dict)
 
     @functools.cached_property
     def order(self) -> dict[str, int]:
@@ -42,18 +45,6 @@ class Scene:
     def higher(self, a: str, b: str) -> bool:
         """Whether model a comes before model b in priority order."""
         return self.order[a] < self.order[b]
-
-
-def changed(old: Mapping[str, str] | None, new: Mapping[str, str]) -> str:
-    """The launch settings that differ, old -> new; empty when none does (or none is known)."""
-    if old is None:
-        return ""
-    diffs = [
-        f"{k} {old.get(k, '-')} -> {new.get(k, '-')}"
-        for k in sorted(set(old) | set(new))
-        if old.get(k) != new.get(k)
-    ]
-    return "spec changed: " + "; ".join(diffs) if diffs else ""
 
 
 def displaced(scene: Scene, item: Item, now: Instance, shed: int | None) -> str | None:
@@ -67,7 +58,7 @@ def displaced(scene: Scene, item: Item, now: Instance, shed: int | None) -> str 
     if shed is not None:
         b = budgets[shed]
         return f"GPU {b.label} is {b.too_hot} and {item.name} is the lowest-priority model there"
-    here = next((o for o in item.options if o.gpus == item.running), None)
+    here = next((o for o in item.options if o.here), None)
     if here is None:
         return None
     for g, need in zip(here.gpus, here.mib, strict=True):
@@ -104,9 +95,13 @@ def blocked(scene: Scene, m: ModelSpec, item: Item) -> str:
     most = max((b.budget_mib for b in room), default=0)
     if m.split == "auto":
         most = max(most, sum(b.budget_mib for b in room))
+    if need == 0:  # only the CPU: host memory is what it lacks
+        host = min(o.host_mib for o in item.options)
+        return f"needs {host} MiB of host memory, more than is left beside the models placed"
     reason = f"needs {need} MiB; the most any GPU set can give is {most} MiB"
-    if need <= most:
-        return f"{reason}; {_full(scene, item)}{_holders(scene, item)}"
+    if need <= most:  # it would fit an empty machine: say what is left now, and who holds it
+        left = _left(scene, item, room)
+        return f"needs {need} MiB; {left}; {_full(scene, item)}{_holders(scene, item)}"
     hot = [b for b in usable if b not in room and b.budget_mib >= need]
     if hot:
         reason += "; " + "; ".join(f"GPU {b.label} is {b.too_hot}" for b in hot)
@@ -114,6 +109,27 @@ def blocked(scene: Scene, m: ModelSpec, item: Item) -> str:
     if hints.startswith("fallbacks"):
         return f"{reason}; {hints}"
     return reason + (f"; would fit with {hints}" if hints else "")
+
+
+def _left(scene: Scene, item: Item, room: Sequence[GpuBudget]) -> str:
+    """The room left on the GPUs the model could use, the most first."""
+    gpus = {g for o in item.options for g in o.gpus}
+    used = dict.fromkeys(gpus, 0)
+    for name, o in scene.chosen.items():
+        if name != item.name:
+            for g, n in zip(o.gpus, o.mib, strict=True):
+                if g in used:
+                    used[g] += n - o.margin_mib
+    left = sorted(
+        (
+            (scene.budgets[g].budget_mib - used[g], scene.budgets[g].label)
+            for g in gpus
+            if scene.budgets[g] in room
+        ),
+        reverse=True,
+    )
+    shown = ", ".join(f"GPU {label} has {max(mib, 0)} MiB left" for mib, label in left[:2])
+    return shown or "no GPU it may use has room"
 
 
 def _full(scene: Scene, item: Item) -> str:
@@ -142,14 +158,18 @@ def _holders(scene: Scene, item: Item) -> str:
             if g in gpus
         )
         other = scene.items[name]
-        if scene.higher(name, item.name):
+        if name not in scene.fresh:  # an instance only its label says is ours
+            held.append(f"{name}, ours by its label only ({where}; never signalled)")
+        elif scene.higher(name, item.name):
             held.append(f"higher-priority {name} ({where})")
         elif other.fixed:
             held.append(f"lower-priority {name} ({where}; kept: foreign_processes is ignore)")
         else:
             held.append(f"lower-priority {name} ({where})")
-    if not held:
+    if not held and not scene.exact:
         return "no assignment found within the search bound"
+    if not held:
+        return "the room is in pieces too small for it (each GPU of a split pays its overhead)"
     shown = held[:HOLDERS_SHOWN]
     more = f" and {len(held) - len(shown)} more" if len(held) > len(shown) else ""
     return "held by " + ", ".join(shown) + more

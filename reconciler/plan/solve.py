@@ -2,7 +2,9 @@
 
 Objectives, in this order: no GPU over its budget (nor the host, nor `max_models_per_gpu`);
 strict priority (a model is placed whenever it can be together with every higher-priority
-model that is placed, whatever that costs lower ones); then the options' own preference
+model that is placed, whatever that costs lower ones, and a placed model is never downgraded
+to a fallback, fewer layers or the CPU so that a lower-priority one fits: it may only move to
+another GPU or split); then the options' own preference
 (the model before a fallback, one GPU before a split, running instances where they are); then
 binpack (fill the fullest GPU that fits) or spread (the emptiest).
 
@@ -27,10 +29,10 @@ instances of 50 models x 8 GPUs are exact (median 0.2 s, max 1.3 s); at 200 x 16
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from reconciler.plan.options import Option
+from reconciler.plan.options import VARIANT_RANK, Option
 from reconciler.plan.packing import pack
 from reconciler.plan.search import Item, Search, dominated, twin_classes
 
@@ -83,6 +85,23 @@ def _staying(item: Item) -> list[tuple[int, int]]:
     return [] if here is None else list(zip(here.gpus, here.mib, strict=True))
 
 
+def _cap(rank: int) -> int:
+    """The worst rank a placed model may be moved to when a lower-priority model joins: one
+    GPU or a split of the same variant, never a fallback, fewer layers or the CPU."""
+    inside = rank % VARIANT_RANK
+    return rank - inside + 1 if inside <= 1 else rank
+
+
+def _kept_at(item: Item, chosen: Option) -> Item:
+    """A placed item whose options are those no worse than the one it has: a higher-priority
+    model is never downgraded so that a lower-priority one fits."""
+    if item.fixed:
+        return item
+    cap = _cap(chosen.rank)
+    options = tuple(o for o in item.options if o.rank <= cap)
+    return item if len(options) == len(item.options) else replace(item, options=options)
+
+
 def solve(
     items: Sequence[Item],
     capacity: Sequence[int],
@@ -120,7 +139,7 @@ def solve(
         outlook = [f - h for f, h in zip(free, held, strict=True)]
         quick = next(iter(search.choices(item, free, host, count, outlook)), None)
         if quick is not None:
-            placed.append(item)
+            placed.append(_kept_at(item, quick))
             best = {**best, item.name: quick}
             continue
         together = [*placed, item]
@@ -137,7 +156,7 @@ def solve(
         solution.searches += 1
         found, cut = _decide(search, together, min(node_limit, plan_limit - search.nodes))
         if found is not None:
-            placed.append(item)
+            placed = [_kept_at(i, found[i.name]) for i in together]
             best = found
         elif cut:
             solution.exact = False

@@ -2,40 +2,25 @@
 
 from __future__ import annotations
 
-import json
-
 from reconciler.plan.model import ACTIONS, Plan
 
 __all__ = ["SYMBOLS", "plan_json", "plan_text"]
 
-SYMBOLS = {"start": "+", "stop": "-", "restart": "-/+", "move": "~", "keep": " ", "blocked": "!"}
+SYMBOLS = {
+    "start": "+",
+    "stop": "-",
+    "restart": "-/+",
+    "move": "~",
+    "keep": " ",
+    "blocked": "!",
+    "unmanaged": "?",
+}
 COLOURS = {"start": "32", "stop": "31", "restart": "33", "move": "33", "blocked": "1;31"}
 
 
 def plan_json(plan: Plan) -> str:
-    data = {
-        "format_version": plan.format_version,
-        "observed": plan.observed,
-        "source": plan.source,
-        "exact": plan.exact,
-        "gpus": [g.model_dump() for g in plan.gpus],
-        "actions": [
-            {
-                "model": a.model,
-                "action": a.action,
-                "variant": a.variant,
-                "gpus": list(a.gpus),
-                "tensor_split": list(a.tensor_split) if a.tensor_split else None,
-                "gpu_layers": a.gpu_layers,
-                "estimate_mib": a.estimate_mib,
-                "reason": a.reason,
-            }
-            for a in plan.actions
-        ],
-        "summary": plan.summary,
-        "notes": list(plan.notes),
-    }
-    return json.dumps(data, indent=2)
+    """The plan as saved by `plan -o`: the `Plan` model itself, so that it loads back as one."""
+    return plan.to_json()
 
 
 def plan_text(plan: Plan, *, colour: bool = False) -> list[str]:
@@ -53,7 +38,9 @@ def plan_text(plan: Plan, *, colour: bool = False) -> list[str]:
         )
     lines += [f"  note: {n}" for n in plan.notes]
     lines.append("")
-    lines.append("Legend: + start, - stop, -/+ restart, ~ move, ! blocked; unmarked: keep.")
+    lines.append(
+        "Legend: + start, - stop, -/+ restart, ~ move, ! blocked, ? unmanaged; unmarked: keep."
+    )
     lines.append("")
     width = max((len(a.model) for a in plan.actions), default=0)
     for a in plan.actions:
@@ -67,7 +54,7 @@ def plan_text(plan: Plan, *, colour: bool = False) -> list[str]:
         blocked = f" {s['blocked']} blocked." if s["blocked"] else ""
         lines.append(f"No changes. {s['keep']} to keep.{blocked}")
     else:
-        parts = [f"{s[k]} to {k}" for k in ACTIONS if k != "blocked" and s[k]]
+        parts = [f"{s[k]} to {k}" for k in ACTIONS if k not in ("blocked", "unmanaged") and s[k]]
         blocked = f", {s['blocked']} blocked" if s["blocked"] else ""
         lines.append("Plan: " + ", ".join(parts) + blocked + ".")
     return lines

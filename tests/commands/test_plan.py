@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
+from reconciler.plan.model import Plan
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = str(ROOT / "desired" / "workstation.yaml")
@@ -17,7 +18,8 @@ def test_text_plan_of_the_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", EXAMPLE, "--profile", "rtx4090"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("Planned against profile:rtx4090 (observed ")
-    assert "Legend: + start, - stop, -/+ restart, ~ move, ! blocked; unmarked: keep." in out
+    legend = "Legend: + start, - stop, -/+ restart, ~ move, ! blocked, ? unmanaged; unmarked: keep."
+    assert legend in out
     starts = [line.split()[2] for line in out if line.strip().startswith("+ start")]
     assert starts == ["chat", "embed", "coder"]
     assert out[-1] == "Plan: 3 to start."
@@ -42,7 +44,8 @@ def test_json_saved_plan_and_detailed_exitcode(
     assert code == 2
     data = json.loads(capsys.readouterr().out)
     assert json.loads(saved.read_text()) == data
-    assert data["format_version"] == 1
+    assert data["format_version"] == 2
+    assert Plan.model_validate_json(saved.read_text()).to_json() == saved.read_text().strip()
     assert set(data["actions"][0]) >= {
         "model",
         "action",

@@ -47,7 +47,7 @@ def busy_machine() -> ObservedState:
         )
     ]
     gpus = [
-        FakeGpu(compute=[(me, 2048 * MIB)], graphics=[(me, None)], events=0x1 | 0x40),
+        FakeGpu(compute=[(me, 2048 * MIB)], graphics=[(os.getppid(), None)], events=0x1 | 0x40),
         FakeGpu(uuid="GPU-a100", name="NVIDIA A100-SXM4-80GB", total_mib=81920, mig=mig),
         FakeGpu(uuid="GPU-gone"),
         FakeGpu(uuid="GPU-quiet", denied={"power"}, temperature=82),

@@ -136,8 +136,14 @@ def test_notes_are_of_the_latest_observation_only() -> None:
 
 
 def test_memory_of_a_process_not_reported_is_none() -> None:
-    gpu = FakeGpu(compute=[(ME, None), (ME, (1 << 64) - 1)])
+    gpu = FakeGpu(compute=[(ME, None)], graphics=[(os.getppid(), (1 << 64) - 1)])
     assert [p.used_mib for p in observe([gpu]).gpus[0].processes] == [None, None]
+
+
+def test_a_process_in_both_lists_is_listed_once_with_its_larger_figure() -> None:
+    gpu = FakeGpu(compute=[(ME, None)], graphics=[(ME, 700 * MIB)])
+    (p,) = observe([gpu]).gpus[0].processes
+    assert (p.pid, p.used_mib, p.kind) == (ME, 700, "compute")
 
 
 def test_old_driver_without_v2_memory_info() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from reconciler.plan.options import Option
+from reconciler.plan.options import VARIANT_RANK, Option
 from reconciler.plan.solve import Item
 
 
@@ -14,16 +14,31 @@ def placed_vector(items: Sequence[Item], chosen: dict[str, Option]) -> tuple[boo
     return tuple(i.name in chosen for i in items)
 
 
+def quality(rank: int) -> int:
+    """An option's class for priority: one GPU and a split of a variant are alike; a fallback,
+    fewer layers or the CPU are worse (higher)."""
+    inside = rank % VARIANT_RANK
+    return rank - inside if inside <= 1 else rank
+
+
 def exhaustive(
-    items: Sequence[Item], capacity: Sequence[int], host: int, max_per_gpu: int | None = None
+    items: Sequence[Item],
+    capacity: Sequence[int],
+    host: int,
+    max_per_gpu: int | None = None,
+    *,
+    classes: bool = True,
 ) -> tuple[bool, ...]:
-    """The best placed-vector over every feasible assignment (no pruning but capacity)."""
-    best: tuple[bool, ...] = tuple(False for _ in items)
+    """Which models are placed in the best feasible assignment (no pruning but capacity),
+    best meaning, model by model in priority order: placed, then placed at the best class (a
+    higher-priority model is never downgraded so that a lower-priority one fits). Without
+    `classes`, only which models are placed counts (all True: every model can run together)."""
+    best: tuple[int, ...] = ()
     free = list(capacity)
     count = [0] * len(free)
     limit = max_per_gpu if max_per_gpu is not None else len(items)
 
-    def walk(k: int, host_left: int, vector: tuple[bool, ...]) -> None:
+    def walk(k: int, host_left: int, vector: tuple[int, ...]) -> None:
         nonlocal best
         if k == len(items):
             best = max(best, vector)
@@ -36,14 +51,14 @@ def exhaustive(
             for g, n in zip(o.gpus, o.mib, strict=True):
                 free[g] -= n
                 count[g] += 1
-            walk(k + 1, host_left - o.host_mib, (*vector, True))
+            walk(k + 1, host_left - o.host_mib, (*vector, 1, -quality(o.rank) if classes else 0))
             for g, n in zip(o.gpus, o.mib, strict=True):
                 free[g] += n
                 count[g] -= 1
-        walk(k + 1, host_left, (*vector, False))
+        walk(k + 1, host_left, (*vector, 0, 0))
 
     walk(0, host, ())
-    return best
+    return tuple(bool(placed) for placed in best[0::2])
 
 
 def random_instance(

@@ -2,9 +2,15 @@
 
 `observed` starts from a hardware profile and adds programs, running instances of ours and
 temperatures. Models with `shape` get a GGUF header written for them (sparse); the others
-state `vram_mib`. `lost` lists GPUs fallen off the bus. `expect` lists every action: model,
-action, GPUs, words of the reason and, where given, the tensor split (as fractions) and the
-layers offloaded.
+state `vram_mib`. `lost` lists GPUs fallen off the bus. An instance is started as the desired
+file says unless its `launch` names fields it was started with instead (`{ctx: 8192}`);
+`source: label` makes it one only its label says is ours; `unreported: true` one whose memory
+the driver does not report. `expect` lists every action: model, action, GPUs, words of the
+reason and, where given, the tensor split (as fractions) and the layers offloaded.
+
+Every case is then carried out on the simulated machine and planned again: no GPU is ever over
+its budget, and the second plan changes nothing (`settles: false` for the cases that shed one
+model per plan while a GPU stays hot).
 """
 
 from __future__ import annotations
@@ -16,22 +22,62 @@ import pytest
 from ruamel.yaml import YAML
 
 from reconciler.commands.plan import model_facts
+from reconciler.config.desired import Desired
 from reconciler.config.loader import load_desired, load_profile
 from reconciler.config.yamlfile import dump_yaml
+from reconciler.estimate.facts import ModelFacts
+from reconciler.launch import Launch
 from reconciler.observe.snapshot import from_profile
+from reconciler.plan.budget import gpu_budgets
+from reconciler.plan.model import CHANGES
+from reconciler.plan.options import Option
 from reconciler.plan.planner import make_plan
-from reconciler.state import GpuProcess, Instance, ObservedState
+from reconciler.plan.resolve import launch_for
+from reconciler.state import GpuProcess, GpuState, Instance, ObservedState
 from tests.ggufs import Shape, write_gguf
+from tests.plan.simulate import carry_out
 
 CASES = sorted((Path(__file__).parent / "scenarios").glob("*.yaml"))
 
 
-def observed_state(spec: dict[str, Any]) -> ObservedState:
+def _add(gpu: GpuState, proc: GpuProcess, mib: int) -> GpuState:
+    return gpu.model_copy(
+        update={
+            "processes": (*gpu.processes, proc),
+            "memory_used_mib": gpu.memory_used_mib + mib,
+            "memory_free_mib": gpu.memory_free_mib - mib,
+        }
+    )
+
+
+def _launch(
+    desired: Desired, facts: dict[str, ModelFacts], state: ObservedState, i: dict[str, Any]
+) -> Launch | None:
+    """The launch instance `i` was started with: as the desired file says, but for `launch`."""
+    spec = desired.model_named(i["model"])
+    if spec is None:
+        return None
+    budgets = gpu_budgets(desired, state)
+    position = {b.label: k for k, b in enumerate(budgets)}
+    changes = dict(i.get("launch") or {})
+    layers = changes.get("gpu_layers", "all")
+    gpus = tuple(position[g] for g in i["gpus"])
+    split = tuple(changes.get("tensor_split") or ()) or (
+        tuple(1.0 for _ in gpus) if len(gpus) > 1 else None
+    )
+    option = Option(i["model"], gpus, (), 0, tensor_split=split, gpu_layers=layers)
+    principal = next((m for m in desired.models if i["model"] in (m.name, *m.fallbacks)), spec)
+    launch = launch_for(principal, spec, option, facts.get(spec.name), budgets)
+    return launch.model_copy(update=changes)
+
+
+def observed_state(
+    spec: dict[str, Any], desired: Desired | None = None, facts: dict[str, ModelFacts] | None = None
+) -> ObservedState:
     name = spec.get("profile", "rtx4090")
     state = from_profile(load_profile(name).spec, name)
     gpus = list(state.gpus)
     for p in spec.get("processes", []):
-        g = gpus[p["gpu"]]
         proc = GpuProcess(
             pid=p["pid"],
             used_mib=p["used_mib"],
@@ -39,46 +85,39 @@ def observed_state(spec: dict[str, Any]) -> ObservedState:
             name=p["name"],
             owner="foreign",
         )
-        gpus[p["gpu"]] = g.model_copy(
-            update={
-                "processes": (*g.processes, proc),
-                "memory_used_mib": g.memory_used_mib + p["used_mib"],
-                "memory_free_mib": g.memory_free_mib - p["used_mib"],
-            }
-        )
+        gpus[p["gpu"]] = _add(gpus[p["gpu"]], proc, p["used_mib"])
+    for index, temp in (spec.get("temperature") or {}).items():
+        gpus[int(index)] = gpus[int(index)].model_copy(update={"temperature_c": temp})
+    for index in spec.get("lost", []):
+        gpus[index] = gpus[index].model_copy(update={"lost": True})
+    base = state.model_copy(update={"gpus": tuple(gpus)})
     instances = []
     for i in spec.get("instances", []):
+        unreported = i.get("unreported", False)
+        share = i["used_mib"] // max(len(i["gpus"]), 1)
         for label in i["gpus"]:
-            g = gpus[int(label)]
             proc = GpuProcess(
                 pid=i["pid"],
-                used_mib=i["used_mib"] // len(i["gpus"]),
+                used_mib=None if unreported else share,
                 kind="compute",
                 name="llama-server",
                 owner="ours",
                 instance=i["model"],
             )
-            gpus[int(label)] = g.model_copy(
-                update={
-                    "processes": (*g.processes, proc),
-                    "memory_used_mib": g.memory_used_mib + proc.used_mib,
-                    "memory_free_mib": g.memory_free_mib - proc.used_mib,
-                }
-            )
+            gpus[int(label)] = _add(gpus[int(label)], proc, share)
+        launch = _launch(desired, facts or {}, base, i) if desired is not None else None
         instances.append(
             Instance(
                 model=i["model"],
                 pid=i["pid"],
-                start_time=1.0,
+                start_time=float(i["pid"]),
+                source=i.get("source", "journal"),
                 gpus=tuple(i["gpus"]),
                 used_mib=i["used_mib"],
-                launch=i.get("launch"),
+                used_by_gpu={} if unreported else dict.fromkeys(i["gpus"], share),
+                launch=launch,
             )
         )
-    for index, temp in (spec.get("temperature") or {}).items():
-        gpus[int(index)] = gpus[int(index)].model_copy(update={"temperature_c": temp})
-    for index in spec.get("lost", []):
-        gpus[index] = gpus[index].model_copy(update={"lost": True})
     return state.model_copy(update={"gpus": tuple(gpus), "instances": tuple(instances)})
 
 
@@ -96,7 +135,8 @@ def test_scenario(path: Path, tmp_path: Path) -> None:
     file.write_text(dump_yaml(desired))
     loaded = load_desired(file)
     facts, problems, _warnings = model_facts(loaded.spec, str(file))
-    plan = make_plan(loaded.spec, observed_state(case.get("observed") or {}), facts, problems)
+    observed = observed_state(case.get("observed") or {}, loaded.spec, facts)
+    plan = make_plan(loaded.spec, observed, facts, problems)
     got = [(a.model, a.action, list(a.gpus)) for a in plan.actions]
     want = [(e["model"], e["action"], e.get("gpus", [])) for e in case["expect"]]
     assert got == want, "\n".join(
@@ -111,5 +151,10 @@ def test_scenario(path: Path, tmp_path: Path) -> None:
             assert got_split == expected["tensor_split"], action.model
         if "gpu_layers" in expected:
             assert action.gpu_layers == expected["gpu_layers"], action.model
-    if loaded.spec.policy.foreign_processes != "ignore":  # with ignore, what runs stays
-        assert all(g.planned_mib <= g.budget_mib for g in plan.gpus)
+    assert all(g.planned_mib <= g.budget_mib for g in plan.gpus), plan.gpus
+    carried = carry_out(plan, observed)
+    again = make_plan(loaded.spec, carried, facts, problems)
+    assert all(g.planned_mib <= g.budget_mib for g in again.gpus), again.gpus
+    if case.get("settles", True):
+        changes = [(a.model, a.action, a.reason) for a in again.actions if a.action in CHANGES]
+        assert not changes, changes
