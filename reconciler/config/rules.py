@@ -212,6 +212,7 @@ def _port_problems(valid: list[tuple[int, ModelSpec]]) -> Iterator[Problem]:
 def _fallback_problems(valid: list[tuple[int, ModelSpec]]) -> Iterator[Problem]:
     by_name = {m.name: m for _i, m in valid}
     reported: set[frozenset[str]] = set()
+    owner: dict[str, tuple[int, str]] = {}  # variant -> the first model that names it
     for i, m in valid:
         for j, name in enumerate(m.fallbacks):
             if name not in by_name:
@@ -219,6 +220,17 @@ def _fallback_problems(valid: list[tuple[int, ModelSpec]]) -> Iterator[Problem]:
                     ("models", i, "fallbacks", j),
                     (f'no model named "{name}"' + suggest(name, by_name)),
                 )
+            elif name in owner and owner[name][1] != m.name:
+                k, first = owner[name]
+                yield (
+                    ("models", i, "fallbacks", j),
+                    (
+                        f'"{name}" is already the fallback of "{first}" (models[{k}]); a variant '
+                        "runs in place of one model only: give each model its own variant entry"
+                    ),
+                )
+            elif name != m.name:
+                owner.setdefault(name, (i, m.name))
         cycle = _cycle_from(m.name, by_name)
         if cycle and frozenset(cycle) not in reported:
             reported.add(frozenset(cycle))
