@@ -20,7 +20,15 @@ from reconciler.errors import ConfigError, ConfigErrors
 from reconciler.observe.snapshot import from_profile
 from reconciler.plan.planner import make_plan
 
-__all__ = ["Finding", "check", "describe_model", "describe_profile", "fit_findings", "github"]
+__all__ = [
+    "Finding",
+    "check",
+    "describe_model",
+    "describe_profile",
+    "fit_findings",
+    "github",
+    "headroom_warning",
+]
 
 
 def describe_model(m: ModelSpec) -> list[str]:
@@ -90,6 +98,31 @@ def fit_findings(desired: DesiredFile, profile: ProfileFile) -> tuple[list[Findi
     return findings, summary
 
 
+def headroom_warning(desired: DesiredFile, profile: ProfileFile) -> ConfigError | None:
+    """`reserve_mib` set alone, which the default `reserve_fraction` overrides on some GPU of
+    the profile: the GPU where the fraction keeps the most beyond it is named."""
+    headroom = desired.spec.policy.headroom
+    given = headroom.model_fields_set
+    if "reserve_mib" not in given or "reserve_fraction" in given:
+        return None
+    gpus = profile.spec.gpus
+    extra = [headroom.reserve_for(g.memory_mib) - headroom.reserve_mib for g in gpus]
+    over = [i for i, mib in enumerate(extra) if mib > 0]
+    if not over:
+        return None
+    index = max(over, key=lambda i: extra[i])  # the first GPU on a tie
+    total = gpus[index].memory_mib
+    others = [i for i in over if i != index]
+    also = f" (likewise on GPU{'s' if len(others) > 1 else ''} {', '.join(map(str, others))})"
+    message = (
+        f"{headroom.reserve_mib} MiB is overridden on profile {profile.name}: the default "
+        f"reserve_fraction {headroom.reserve_fraction:.2f} keeps {headroom.reserve_for(total)} MiB "
+        f"of GPU {index} ({total} MiB) free{also if others else ''}, the larger applies; "
+        "set reserve_fraction: 0 to use reserve_mib alone, or set both"
+    )
+    return desired.error(("policy", "headroom", "reserve_mib"), message)
+
+
 def github(error: ConfigError, level: str) -> str:
     """A GitHub Actions annotation on the file's line."""
     message = error.message if not error.path else f"{error.path}: {error.message}"
@@ -134,6 +167,11 @@ def _check_file(
             out.write(line + "\n")
     fits = True
     for p in profiles:
+        warning = headroom_warning(desired, p)
+        if warning is not None:
+            out.write(
+                (f"warning: {warning.render()}" if text else github(warning, "warning")) + "\n"
+            )
         findings, summary = fit_findings(desired, p)
         fits = fits and not any(f.required for f in findings)
         for f in findings:

@@ -11,6 +11,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from reconciler.backends import Managed, Refused, flag_uses, positive_int
 from reconciler.config.desired import ModelSpec, Policy
 from reconciler.config.source import Loc, suggest
 
@@ -19,33 +20,6 @@ __all__ = ["Problem", "desired_problems", "hardware_problems"]
 Problem: TypeAlias = tuple[Loc, str]
 T = TypeVar("T", bound=BaseModel)
 
-# llama-server flags the reconciler sets itself, with the key that controls each.
-MANAGED_FLAGS = {
-    "-m": "gguf",
-    "--model": "gguf",
-    "-c": "ctx",
-    "--ctx-size": "ctx",
-    "-np": "parallel",
-    "--parallel": "parallel",
-    "-ngl": "gpu_layers",
-    "--gpu-layers": "gpu_layers",
-    "--n-gpu-layers": "gpu_layers",
-    "-ctk": "cache_type",
-    "--cache-type-k": "cache_type",
-    "-ctv": "cache_type",
-    "--cache-type-v": "cache_type",
-    "-fa": "flash_attn",
-    "--flash-attn": "flash_attn",
-    "--host": "host",
-    "--port": "port",
-    "-ts": "split",
-    "--tensor-split": "split",
-    "-sm": "split",
-    "--split-mode": "split",
-    "-dev": "pin",
-    "--device": "pin",
-    "--fit": "(the planner sizes the model)",
-}
 LLAMA_ONLY = ("cache_type", "flash_attn", "gpu_layers")
 SOURCE_KEY = {"llama.cpp": "gguf", "vllm": "model", "ollama": "model", "command": "argv"}
 SOURCE_WHAT = {
@@ -125,22 +99,48 @@ def _model_problems(loc: Loc, m: ModelSpec) -> Iterator[Problem]:
                 "attention; set flash_attn: on (or auto), or cache_type: f16"
             ),
         )
-    if m.backend == "llama.cpp":
-        for j, arg in enumerate(m.extra_args):
-            flag = arg.split("=", 1)[0]
-            if flag in MANAGED_FLAGS:
-                yield (
-                    (*loc, "extra_args", j),
-                    (
-                        f"{flag} is set by the reconciler from `{MANAGED_FLAGS[flag]}`; "
-                        "use that key instead"
-                    ),
-                )
+    yield from _flag_problems((*loc, "extra_args"), m)
     for j, name in enumerate(m.fallbacks):
         if name == m.name:
             yield (*loc, "fallbacks", j), "a model cannot fall back to itself"
     if m.pin is not None:
         yield from _repeats((*loc, "pin"), list(m.pin))
+
+
+def _flag_problems(loc: Loc, m: ModelSpec) -> Iterator[Problem]:
+    """Flags in `extra_args` that the reconciler sets, or whose memory it cannot estimate."""
+    for use in flag_uses(m.backend, m.extra_args):
+        entry, flag = use.entry, use.flag
+        if isinstance(entry, Managed):
+            if entry.key:
+                yield (
+                    (*loc, use.index),
+                    f"{flag} is set by the reconciler from `{entry.key}`; use that key instead",
+                )
+            else:
+                yield (
+                    (*loc, use.index),
+                    f"{flag} is set by the reconciler, which sizes and places the model itself; "
+                    "remove it",
+                )
+        elif isinstance(entry, Refused):
+            yield (
+                (*loc, use.index),
+                (
+                    f"{flag} changes memory in a way the estimator does not model ({entry.adds}); "
+                    "remove it, or run this model with backend: command and vram_mib"
+                ),
+            )
+        elif entry.switch is not None:
+            if use.inline:
+                yield (*loc, use.index), f"{flag} takes no value; write it alone"
+        elif use.value is None:
+            yield (
+                (*loc, use.index),
+                f"{flag} needs a positive integer after it, e.g. [{flag}, 1024]",
+            )
+        elif positive_int(use.value) is None:
+            yield (*loc, use.value_index), f'{flag} takes a positive integer, got "{use.value}"'
 
 
 def _repeats(loc: Loc, items: Sequence[Any]) -> Iterator[Problem]:
@@ -212,6 +212,7 @@ def _port_problems(valid: list[tuple[int, ModelSpec]]) -> Iterator[Problem]:
 def _fallback_problems(valid: list[tuple[int, ModelSpec]]) -> Iterator[Problem]:
     by_name = {m.name: m for _i, m in valid}
     reported: set[frozenset[str]] = set()
+    owner: dict[str, tuple[int, str]] = {}  # variant -> the first model that names it
     for i, m in valid:
         for j, name in enumerate(m.fallbacks):
             if name not in by_name:
@@ -219,6 +220,17 @@ def _fallback_problems(valid: list[tuple[int, ModelSpec]]) -> Iterator[Problem]:
                     ("models", i, "fallbacks", j),
                     (f'no model named "{name}"' + suggest(name, by_name)),
                 )
+            elif name in owner and owner[name][1] != m.name:
+                k, first = owner[name]
+                yield (
+                    ("models", i, "fallbacks", j),
+                    (
+                        f'"{name}" is already the fallback of "{first}" (models[{k}]); a variant '
+                        "runs in place of one model only: give each model its own variant entry"
+                    ),
+                )
+            elif name != m.name:
+                owner.setdefault(name, (i, m.name))
         cycle = _cycle_from(m.name, by_name)
         if cycle and frozenset(cycle) not in reported:
             reported.add(frozenset(cycle))

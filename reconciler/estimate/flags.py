@@ -1,62 +1,66 @@
-"""The llama-server flags that decide memory, to and from a `RunConfig`."""
+"""The llama-server flags that decide memory, to and from a `RunConfig`.
+
+The flags' spellings come from the llama.cpp table in `reconciler.backends`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Literal, cast
 
+from reconciler.backends import BACKENDS, memory_settings
 from reconciler.estimate.memory import RunConfig
 
 __all__ = ["config_from_flags", "llama_server_flags"]
+
+LLAMA = BACKENDS["llama.cpp"]
 
 
 def llama_server_flags(cfg: RunConfig) -> list[str]:
     """`-c 8192 -np 4 --no-kv-unified -ctk q8_0 ...`: what the server is started with."""
     out = [
-        "-c",
+        LLAMA.flag_for("ctx"),
         str(cfg.ctx),
-        "-np",
+        LLAMA.flag_for("parallel"),
         str(cfg.parallel),
-        "--kv-unified" if cfg.kv_unified else "--no-kv-unified",
-        "-ctk",
+        LLAMA.flag_for("kv_unified", cfg.kv_unified),
+        LLAMA.flag_for("cache_type_k"),
         cfg.cache_type_k,
-        "-ctv",
+        LLAMA.flag_for("cache_type_v"),
         cfg.cache_type_v,
-        "-fa",
+        LLAMA.flag_for("flash_attn"),
         cfg.flash_attn,
-        "-ub",
+        LLAMA.flag_for("ubatch"),
         str(cfg.ubatch),
-        "-b",
+        LLAMA.flag_for("batch"),
         str(cfg.batch),
-        "-ngl",
+        LLAMA.flag_for("gpu_layers"),
         str(cfg.gpu_layers),
     ]
     if cfg.tensor_split:
-        out += ["-ts", ",".join(f"{share:g}" for share in cfg.tensor_split)]
-    return [*out, "--swa-full"] if cfg.swa_full else out
+        shares = ",".join(f"{share:g}" for share in cfg.tensor_split)
+        out += [LLAMA.flag_for("tensor_split"), shares]
+    return [*out, LLAMA.flag_for("swa_full", True)] if cfg.swa_full else out
 
 
 def config_from_flags(words: Sequence[str]) -> RunConfig:
     """The reverse of `llama_server_flags` (llama-server's defaults where a flag is absent)."""
 
-    def value(*names: str, default: str) -> str:
-        for name in names:
+    def value(field: str, default: str) -> str:
+        for name in LLAMA.names_for(field):
             if name in words:
                 return words[list(words).index(name) + 1]
         return default
 
-    layers = value("-ngl", "--gpu-layers", default="all")
-    split = value("-ts", "--tensor-split", default="")
+    layers = value("gpu_layers", "all")
+    split = value("tensor_split", "")
     return RunConfig(
-        ctx=int(value("-c", "--ctx-size", default="4096")),
-        parallel=int(value("-np", "--parallel", default="1")),
-        kv_unified="--kv-unified" in words or "-kvu" in words,
-        cache_type_k=value("-ctk", "--cache-type-k", default="f16"),
-        cache_type_v=value("-ctv", "--cache-type-v", default="f16"),
-        flash_attn=cast(Literal["on", "off", "auto"], value("-fa", "--flash-attn", default="auto")),
-        ubatch=int(value("-ub", "--ubatch-size", default="512")),
-        batch=int(value("-b", "--batch-size", default="2048")),
+        ctx=int(value("ctx", "4096")),
+        parallel=int(value("parallel", "1")),
+        cache_type_k=value("cache_type_k", "f16"),
+        cache_type_v=value("cache_type_v", "f16"),
+        flash_attn=cast(Literal["on", "off", "auto"], value("flash_attn", "auto")),
         gpu_layers="all" if layers == "all" else int(layers),
         tensor_split=tuple(float(s) for s in split.split(",")) if split else None,
-        swa_full="--swa-full" in words,
+        **memory_settings(words),  # -ub, -b, --kv-unified, --swa-full
     )

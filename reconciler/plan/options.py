@@ -13,6 +13,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from reconciler.backends import memory_settings
 from reconciler.config.desired import ModelSpec
 from reconciler.estimate.facts import ModelFacts
 from reconciler.estimate.memory import MIB, RunConfig, estimate
@@ -67,6 +68,8 @@ class Option:
 
 def run_config(model: ModelSpec, gpus: int, **extra: object) -> RunConfig:
     layers = model.gpu_layers if isinstance(model.gpu_layers, int) else "all"
+    # Flags in extra_args that the estimator models (-ub, -b, --kv-unified, --swa-full).
+    flags = memory_settings(model.extra_args) if model.is_gguf else {}
     return RunConfig(
         ctx=model.ctx,
         parallel=model.parallel,
@@ -75,7 +78,7 @@ def run_config(model: ModelSpec, gpus: int, **extra: object) -> RunConfig:
         flash_attn=model.flash_attn,
         gpu_layers=layers,
         gpus=gpus,
-        **extra,
+        **{**flags, **extra},
     )
 
 
