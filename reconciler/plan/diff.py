@@ -18,6 +18,7 @@ from reconciler.plan.options import AS_IS_RANK, VARIANT_RANK, Option
 from reconciler.plan.placement import Placement
 from reconciler.plan.reasons import Scene, blocked, displaced
 from reconciler.plan.resolve import launch_for, layers_of
+from reconciler.plan.search import Item
 from reconciler.state import Instance
 
 __all__ = ["actions", "instance_ref"]
@@ -173,8 +174,21 @@ def _action(desired: Desired, p: Placement, scene: Scene, m: ModelSpec) -> Actio
         if changes:
             reason += "; also " + "; ".join(changes)
         return Action(action="move", reason=reason, changed=changes, **base)
-    reason = "spec changed: " + "; ".join(changes) if changes else "launch settings changed"
-    return Action(action="restart", reason=reason + because, changed=changes, **base)
+    return Action(
+        action="restart", reason=_restart_reason(changes, because), changed=changes, **base
+    )
+
+
+def _restart_reason(changes: tuple[str, ...], because: str) -> str:
+    """A restart because the file changed, or because the room changed (`gpu_layers: auto`
+    grows or shrinks with it; the split follows the GPUs' room)."""
+    if not changes:
+        return "launch settings changed" + because
+    if all(c.startswith(("gpu_layers ", "tensor_split ")) for c in changes):
+        layers = [c.removeprefix("gpu_layers ") for c in changes if c.startswith("gpu_layers ")]
+        what = f"layers on the GPU {layers[0]}" if layers else "; ".join(changes)
+        return f"the room changed: {what}" + (because or " (the room is back)")
+    return "spec changed: " + "; ".join(changes) + because
 
 
 def _start_reason(m: ModelSpec, o: Option, budgets: Sequence[GpuBudget]) -> str:
@@ -202,12 +216,9 @@ def _keep_reason(desired: Desired, p: Placement, scene: Scene, m: ModelSpec, o: 
         return f"{where} (fits)"
     fresh = [f for f in scene.fresh.get(m.name, ()) if f.variant == o.variant]
     if not fresh:
-        return f"{where}; its desired settings cannot be sized now: keeping what runs"
+        return f"{where}; its desired settings cannot be sized now: kept as it runs"
     spec = desired.model_named(o.variant) or m
     wanted = launch_for(m, spec, fresh[0], scene.facts.get(o.variant), p.budgets)
-    changes = "; ".join(wanted.differences(o.launch)) or "launch settings"
-    need = min(f.total_mib for f in fresh)
-    return (
-        f"{where}; the file now asks for {changes}, which needs {need} MiB and does not fit "
-        "beside what has priority: keeping what runs"
-    )
+    changes = "; ".join(wanted.differences(o.launch)) or "other launch settings"
+    why = blocked(scene, spec, Item(m.name, tuple(fresh)))
+    return f"{where}; the file now asks for {changes}, which does not fit ({why}): kept as it runs"

@@ -122,10 +122,14 @@ def charge_of(inst: Instance, desired: Desired, facts: Mapping[str, ModelFacts])
     gpus = inst.launch.gpus if inst.launch is not None and inst.launch.gpus else inst.gpus
     gpus = tuple(gpus) or inst.gpus
     size: tuple[tuple[int, ...], int] | None = None
-    if inst.estimate_mib is not None:
+    gguf = spec is not None and spec.backend == "llama.cpp"
+    if inst.estimate_mib is not None:  # what the plan that started it said: the journal's
         size = tuple(inst.estimate_mib.get(g, 0) for g in gpus), inst.estimate_mib.get("host", 0)
-    elif inst.launch is not None:
+    elif inst.launch is not None and gguf:
         size = as_is_size(inst.launch, facts.get(inst.model), spec)
+    elif not gguf and all(g in inst.used_by_gpu for g in gpus):
+        # a declared size may have changed since it started: what it holds is what counts
+        size = tuple(inst.used_by_gpu[g] for g in gpus), 0
     if size is None:
         size = _size_from_spec(spec, facts.get(inst.model), len(gpus))
     est, host = size if size is not None else (tuple(0 for _ in gpus), 0)
@@ -351,6 +355,9 @@ def _mark_here(
     else:
         rank = _as_is_rank(m, spec, inst, options, facts=facts, budgets=budgets, base=base)
         here = _as_is(inst, charge, position, rank)
+        fact = facts.get(inst.model)
+        if here is not None and fact is not None and here.gpu_layers == fact.n_layer + 1:
+            here = dataclasses.replace(here, gpu_layers="all")
         out = list(options)
     if here is None:
         return out
@@ -394,7 +401,7 @@ def _as_is_rank(
         return base + AS_IS_RANK
     layers = launch.gpu_layers if launch.gpu_layers is not None else fact.n_layer + 1
     if layers >= fact.n_layer + 1:
-        return base + (1 if len(launch.gpus) > 1 else 0)
+        return base  # every layer on the GPU(s): where it runs ranks with one GPU, and stays
     return base + layer_rank(fact.n_layer + 1, layers)
 
 

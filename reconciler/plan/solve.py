@@ -36,7 +36,7 @@ from reconciler.plan.options import VARIANT_RANK, Option
 from reconciler.plan.packing import pack
 from reconciler.plan.search import Item, Search, dominated, twin_classes
 
-__all__ = ["NODE_LIMIT", "PLAN_LIMIT", "SEARCH_MODELS", "Item", "Solution", "solve"]
+__all__ = ["NODE_LIMIT", "PLAN_LIMIT", "SEARCH_MODELS", "Item", "Solution", "quality", "solve"]
 
 SCHEDULE: tuple[tuple[Literal["priority", "size", "pack"], int], ...] = (
     ("priority", 2_000),
@@ -81,25 +81,107 @@ def _staying(item: Item) -> list[tuple[int, int]]:
     """The pieces of a running, movable item where it runs now."""
     if item.running is None or item.fixed:
         return []
-    here = next((o for o in item.options if o.gpus == item.running), None)
+    here = next((o for o in item.options if o.here), None) or next(
+        (o for o in item.options if o.gpus == item.running), None
+    )
     return [] if here is None else list(zip(here.gpus, here.mib, strict=True))
 
 
-def _cap(rank: int) -> int:
-    """The worst rank a placed model may be moved to when a lower-priority model joins: one
-    GPU or a split of the same variant, never a fallback, fewer layers or the CPU."""
+def quality(rank: int) -> int:
+    """An option's class for priority (lower is better): one GPU and a split of a variant
+    are alike; a fallback, fewer layers on the GPU or the CPU alone are worse."""
     inside = rank % VARIANT_RANK
-    return rank - inside + 1 if inside <= 1 else rank
+    return rank - inside if inside <= 1 else rank
+
+
+def _plain(o: Option) -> Option:
+    """An option without its upgrade margin: the margin is asked of an upgrade when it is
+    decided, not charged to the models decided after it."""
+    if not o.margin_mib:
+        return o
+    return replace(o, mib=tuple(n - o.margin_mib for n in o.mib), margin_mib=0)
 
 
 def _kept_at(item: Item, chosen: Option) -> Item:
-    """A placed item whose options are those no worse than the one it has: a higher-priority
-    model is never downgraded so that a lower-priority one fits."""
+    """A placed item whose options are those no worse than the one it has (a higher-priority
+    model is never downgraded so that a lower-priority one fits), margins dropped."""
     if item.fixed:
         return item
-    cap = _cap(chosen.rank)
-    options = tuple(o for o in item.options if o.rank <= cap)
-    return item if len(options) == len(item.options) else replace(item, options=options)
+    cap = quality(chosen.rank)
+    options = tuple(_plain(o) for o in item.options if quality(o.rank) <= cap)
+    return replace(item, options=options)
+
+
+def _join(
+    search: Search,
+    solution: Solution,
+    placed: list[Item],
+    refused: list[Item],
+    item: Item,
+    *,
+    plan_limit: int,
+    node_limit: int,
+) -> tuple[list[Item], dict[str, Option]] | None:
+    """The placed set with `item` in it, others moved as they may; None when it cannot join
+    (proven, or the search was cut short: then the solution is marked inexact)."""
+    together = [*placed, item]
+    if (
+        not search.alone_fits(item)
+        or search.proven_impossible(together)
+        or any(dominated(item, r) for r in refused)
+    ):
+        refused.append(item)
+        return None
+    if search.nodes >= plan_limit or len(together) > SEARCH_MODELS:
+        solution.exact = False
+        return None
+    solution.searches += 1
+    found, cut = _decide(search, together, min(node_limit, plan_limit - search.nodes))
+    if found is not None:
+        kept = [_kept_at(i, found[i.name]) for i in together]
+        return kept, {name: _plain(o) for name, o in found.items()}
+    if cut:
+        solution.exact = False
+    else:
+        refused.append(item)
+    return None
+
+
+def _improve(
+    search: Search,
+    solution: Solution,
+    placed: list[Item],
+    best: dict[str, Option],
+    item: Item,
+    *,
+    plan_limit: int,
+    node_limit: int,
+) -> tuple[list[Item], dict[str, Option]]:
+    """A model that joined on a worse class than it could have (a fallback, fewer layers)
+    because of where higher-priority models happened to be: move them, within their own
+    classes, when that gives it a better class. Best class first; so the next plan, which
+    starts from what this one placed, finds nothing better to restart into."""
+    got = quality(best[item.name].rank)
+    if item.fixed:
+        return placed, best
+    others = [i for i in placed if i.name != item.name]
+    for q in sorted({quality(o.rank) for o in item.options if quality(o.rank) < got}):
+        trial = replace(item, options=tuple(o for o in item.options if quality(o.rank) <= q))
+        together = [*others, trial]
+        if not search.alone_fits(trial) or search.proven_impossible(together):
+            continue
+        if search.nodes >= plan_limit or len(together) > SEARCH_MODELS:
+            solution.exact = False
+            break
+        solution.searches += 1
+        found, cut = _decide(search, together, min(node_limit, plan_limit - search.nodes))
+        if found is not None:
+            kept = [_kept_at(i, found[i.name]) for i in together]
+            return kept, {name: _plain(o) for name, o in found.items()}
+        if cut:
+            solution.exact = False
+            break
+    return placed, best
 
 
 def solve(
@@ -138,30 +220,25 @@ def solve(
         free, count, host = search.usage(best, placed)
         outlook = [f - h for f, h in zip(free, held, strict=True)]
         quick = next(iter(search.choices(item, free, host, count, outlook)), None)
-        if quick is not None:
-            placed.append(_kept_at(item, quick))
-            best = {**best, item.name: quick}
-            continue
-        together = [*placed, item]
-        if (
-            not search.alone_fits(item)
-            or search.proven_impossible(together)
-            or any(dominated(item, r) for r in refused)
-        ):
-            refused.append(item)
-            continue
-        if search.nodes >= plan_limit or len(together) > SEARCH_MODELS:
-            solution.exact = False
-            continue
-        solution.searches += 1
-        found, cut = _decide(search, together, min(node_limit, plan_limit - search.nodes))
-        if found is not None:
-            placed = [_kept_at(i, found[i.name]) for i in together]
-            best = found
-        elif cut:
-            solution.exact = False
+        if quick is None:
+            joined = _join(
+                search,
+                solution,
+                placed,
+                refused,
+                item,
+                plan_limit=plan_limit,
+                node_limit=node_limit,
+            )
+            if joined is None:
+                continue
+            placed, best = joined
         else:
-            refused.append(item)
+            placed = [*placed, _kept_at(item, quick)]
+            best = {**best, item.name: _plain(quick)}
+        placed, best = _improve(
+            search, solution, placed, best, item, plan_limit=plan_limit, node_limit=node_limit
+        )
     solution.chosen = best
     solution.nodes = search.nodes
     return solution

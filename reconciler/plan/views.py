@@ -43,10 +43,11 @@ def plan_text(plan: Plan, *, colour: bool = False) -> list[str]:
     )
     lines.append("")
     width = max((len(a.model) for a in plan.actions), default=0)
+    kinds = max((len(a.action) for a in plan.actions), default=0)
     for a in plan.actions:
         symbol = SYMBOLS[a.action].rjust(3)
         where = f" on {', '.join('GPU ' + g for g in a.gpus)}" if a.gpus else ""
-        head = paint(a.action, f"{symbol} {a.action:<7} {a.model.ljust(width)}")
+        head = paint(a.action, f"{symbol} {a.action.ljust(kinds)} {a.model.ljust(width)}")
         lines.append(f"{head}{where}: {a.reason}")
     lines.append("")
     s = plan.summary

@@ -5,20 +5,29 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from reconciler.plan.options import VARIANT_RANK, Option
-from reconciler.plan.solve import Item
+from reconciler.plan.options import Option
+from reconciler.plan.solve import Item, quality
+
+
+def class_vector(items: Sequence[Item], chosen: dict[str, Option]) -> tuple[int, ...]:
+    """The whole objective: per model in priority order, placed (1) and minus its class."""
+    return tuple(
+        v
+        for i in items
+        for v in ((1, -quality(chosen[i.name].rank)) if i.name in chosen else (0, 0))
+    )
+
+
+def best_class_vector(
+    items: Sequence[Item], capacity: Sequence[int], host: int, max_per_gpu: int | None = None
+) -> tuple[int, ...]:
+    """The best `class_vector` over every feasible assignment."""
+    return _walk(items, capacity, host, max_per_gpu, classes=True)
 
 
 def placed_vector(items: Sequence[Item], chosen: dict[str, Option]) -> tuple[bool, ...]:
     """The objective: which models are placed, in priority order (compared lexicographically)."""
     return tuple(i.name in chosen for i in items)
-
-
-def quality(rank: int) -> int:
-    """An option's class for priority: one GPU and a split of a variant are alike; a fallback,
-    fewer layers or the CPU are worse (higher)."""
-    inside = rank % VARIANT_RANK
-    return rank - inside if inside <= 1 else rank
 
 
 def exhaustive(
@@ -33,6 +42,18 @@ def exhaustive(
     best meaning, model by model in priority order: placed, then placed at the best class (a
     higher-priority model is never downgraded so that a lower-priority one fits). Without
     `classes`, only which models are placed counts (all True: every model can run together)."""
+    best = _walk(items, capacity, host, max_per_gpu, classes=classes)
+    return tuple(bool(placed) for placed in best[0::2])
+
+
+def _walk(
+    items: Sequence[Item],
+    capacity: Sequence[int],
+    host: int,
+    max_per_gpu: int | None,
+    *,
+    classes: bool,
+) -> tuple[int, ...]:
     best: tuple[int, ...] = ()
     free = list(capacity)
     count = [0] * len(free)
@@ -58,7 +79,7 @@ def exhaustive(
         walk(k + 1, host_left, (*vector, 0, 0))
 
     walk(0, host, ())
-    return tuple(bool(placed) for placed in best[0::2])
+    return best
 
 
 def random_instance(

@@ -15,7 +15,13 @@ from reconciler.plan.planner import make_plan
 from reconciler.plan.search import Search, twin_classes
 from reconciler.plan.solve import solve
 from reconciler.state import GpuProcess, GpuState, HostState, ObservedState
-from tests.plan.exhaustive import exhaustive, placed_vector, small_instance
+from tests.plan.exhaustive import (
+    best_class_vector,
+    class_vector,
+    exhaustive,
+    placed_vector,
+    small_instance,
+)
 from tests.plan.simulate import carry_out
 
 MODEL = st.fixed_dictionaries(
@@ -108,6 +114,10 @@ def test_solver_matches_brute_force_on_small_instances() -> None:
         solution = solve(items, capacity, host, max_per_gpu=per_gpu)
         assert solution.exact
         assert placed_vector(items, solution.chosen) == exhaustive(items, capacity, host, per_gpu)
+        # and each placed model at the best class it can have beside the higher ones
+        assert class_vector(items, solution.chosen) == best_class_vector(
+            items, capacity, host, per_gpu
+        )
 
 
 def test_every_search_alone_agrees_with_brute_force() -> None:

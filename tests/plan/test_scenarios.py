@@ -5,7 +5,8 @@ temperatures. Models with `shape` get a GGUF header written for them (sparse); t
 state `vram_mib`. `lost` lists GPUs fallen off the bus. An instance is started as the desired
 file says unless its `launch` names fields it was started with instead (`{ctx: 8192}`);
 `source: label` makes it one only its label says is ours; `unreported: true` one whose memory
-the driver does not report. `expect` lists every action: model, action, GPUs, words of the
+the driver does not report; `estimate_mib` is the journal's estimate. `host_available_mib`
+sets the host's available RAM. `expect` lists every action: model, action, GPUs, words of the
 reason and, where given, the tensor split (as fractions) and the layers offloaded.
 
 Every case is then carried out on the simulated machine and planned again: no GPU is ever over
@@ -90,6 +91,9 @@ def observed_state(
         gpus[int(index)] = gpus[int(index)].model_copy(update={"temperature_c": temp})
     for index in spec.get("lost", []):
         gpus[index] = gpus[index].model_copy(update={"lost": True})
+    if "host_available_mib" in spec:
+        host = state.host.model_copy(update={"ram_available_mib": spec["host_available_mib"]})
+        state = state.model_copy(update={"host": host})
     base = state.model_copy(update={"gpus": tuple(gpus)})
     instances = []
     for i in spec.get("instances", []):
@@ -116,6 +120,7 @@ def observed_state(
                 used_mib=i["used_mib"],
                 used_by_gpu={} if unreported else dict.fromkeys(i["gpus"], share),
                 launch=launch,
+                estimate_mib=i.get("estimate_mib"),
             )
         )
     return state.model_copy(update={"gpus": tuple(gpus), "instances": tuple(instances)})
