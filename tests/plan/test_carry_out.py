@@ -1,7 +1,7 @@
 """The plan simulated by the next stage: carry it out, observe, plan again; nothing may change.
 
 Random machines (one to three GPUs, other programs, temperatures up to `shed_above_c`,
-either foreign-process policy) and random desired files mixing real GGUF models (headers
+either foreign-process policy, drivers that report each process's memory or not) and random desired files mixing real GGUF models (headers
 written by the `gguf` package), with fallbacks, `gpu_layers: auto` and splits, and models
 sized by `vram_mib`. Each plan is carried out by `simulate.carry_out` (stops and restarts end
 the old process, starts run the resolved launch and hold what the plan estimated); then:
@@ -174,19 +174,21 @@ def settled(plan: Plan) -> None:
     st.lists(MODEL, min_size=1, max_size=5),
     st.lists(GPU, min_size=1, max_size=3),
     st.sampled_from(["yield", "ignore"]),
+    st.booleans(),
     st.data(),
 )
 def test_carried_out_plans_settle(
     models: list[tuple[dict[str, Any], int, list[int] | None]],
     gpus: list[tuple[int, int, int]],
     policy: str,
+    unreported: bool,
     data: st.DataObject,
 ) -> None:
     desired, facts = desired_of(models, policy, len(gpus))
     observed = machine(gpus)
     plan = make_plan(desired, observed, facts)
     within_budgets(plan)
-    observed = carry_out(plan, observed)
+    observed = carry_out(plan, observed, unreported=unreported)
     again = make_plan(desired, observed, facts)
     within_budgets(again)
     settled(again)
@@ -195,7 +197,7 @@ def test_carried_out_plans_settle(
     observed = drift(observed, gpu, data.draw(st.sampled_from([0, 4000, 12000])))
     moved = make_plan(desired, observed, facts)
     within_budgets(moved)
-    observed = carry_out(moved, observed)
+    observed = carry_out(moved, observed, unreported=unreported)
     final = make_plan(desired, observed, facts)
     within_budgets(final)
     settled(final)
