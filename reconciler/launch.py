@@ -58,6 +58,10 @@ class Launch(Frozen):
     model: str = Field(description="The desired entry this instance serves.")
     variant: str = Field(description="The entry that runs: the model or one of its fallbacks.")
     backend: Literal["llama.cpp", "vllm", "ollama", "command"]
+    program: str = Field(
+        description="The program to run: llama-server, vllm, ollama, or the command's argv[0] "
+        "(apply resolves it to a path)."
+    )
     gguf: str | None = None
     source: str | None = Field(None, description="vllm / ollama: the model id or path.")
     argv: tuple[str, ...] | None = Field(None, description="command: the user's argv.")

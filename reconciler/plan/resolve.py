@@ -17,7 +17,9 @@ from reconciler.launch import Launch, env_digests, fractions
 from reconciler.plan.budget import GpuBudget
 from reconciler.plan.options import Option, run_config
 
-__all__ = ["as_is_size", "launch_for", "layers_of"]
+__all__ = ["PROGRAMS", "as_is_size", "launch_for", "layers_of"]
+
+PROGRAMS = {"llama.cpp": "llama-server", "vllm": "vllm", "ollama": "ollama"}
 
 
 def layers_of(o: Option, facts: ModelFacts | None) -> int | None:
@@ -41,7 +43,9 @@ def launch_for(
     """The launch of `spec` (the principal or one of its fallbacks) placed as option `o`."""
     gpus = tuple(budgets[g].label for g in o.gpus)
     uuids = tuple(budgets[g].uuid for g in o.gpus)
+    program = spec.argv[0] if spec.argv else PROGRAMS.get(spec.backend, spec.backend)
     common = {
+        "program": program,
         "model": principal.name,
         "variant": spec.name,
         "backend": spec.backend,
