@@ -1,10 +1,11 @@
 """The plan simulated by the next stage: carry it out, observe, plan again; nothing may change.
 
 Random machines (one to three GPUs, other programs, temperatures up to `shed_above_c`,
-either foreign-process policy, drivers that report each process's memory or not) and random desired files mixing real GGUF models (headers
-written by the `gguf` package), with fallbacks, `gpu_layers: auto` and splits, and models
-sized by `vram_mib`. Each plan is carried out by `simulate.carry_out` (stops and restarts end
-the old process, starts run the resolved launch and hold what the plan estimated); then:
+either foreign-process policy, drivers that report each process's memory or not) and random
+desired files mixing real GGUF models (headers written by the `gguf` package), with
+fallbacks, `gpu_layers: auto` and splits, and models sized by `vram_mib`. Each plan is carried
+out by `simulate.carry_out` (stops and restarts end the old process, starts run the resolved
+launch and hold what the plan estimated); then:
 - no GPU is over its budget, in the plan or in the plan made after it;
 - the plan made after it changes nothing;
 - after the machine drifts (a game takes memory, or leaves), the new plan, carried out, is
