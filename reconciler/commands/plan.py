@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 from typing import TextIO
 
 from reconciler.pipeline import Pipeline
 from reconciler.plan.views import plan_json, plan_text
+from reconciler.planfile import plan_target, save_plan
 
 __all__ = ["add_arguments", "plan_command"]
 
@@ -19,7 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     source.add_argument("--profile", metavar="NAME|PATH", help="plan for an idle profiled machine")
     source.add_argument("--observed", metavar="FILE", help="plan against a saved snapshot")
     p.add_argument("--json", action="store_true", help="the plan as JSON")
-    p.add_argument("-o", "--out", metavar="FILE", help="save the plan (JSON) for `apply`")
+    p.add_argument(
+        "-o",
+        "--out",
+        metavar="FILE",
+        help="save the plan as JSON, with digests of its inputs, for `apply` (next release)",
+    )
     p.add_argument(
         "--detailed-exitcode",
         action="store_true",
@@ -28,9 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def plan_command(args: argparse.Namespace, out: TextIO) -> int:
+    if args.out:
+        plan_target(args.out)  # refused before observing, not after
     plan = Pipeline(observed=args.observed, profile=args.profile).run(args.file)
     if args.out:
-        Path(args.out).write_text(plan_json(plan) + "\n")
+        save_plan(plan, args.out)
     if args.json:
         out.write(plan_json(plan) + "\n")
     else:
@@ -39,6 +46,7 @@ def plan_command(args: argparse.Namespace, out: TextIO) -> int:
             out.write(line + "\n")
         if args.out:
             out.write(
-                f"Saved the plan to {args.out}; `reconcile apply {args.out}` carries it out.\n"
+                f"Saved the plan to {args.out}, with digests of what it was computed from "
+                "(for `reconcile apply`, coming in the next release).\n"
             )
     return 2 if args.detailed_exitcode and plan.changes else 0
