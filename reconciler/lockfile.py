@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,7 +19,7 @@ from pydantic import Field, ValidationError
 
 from reconciler.config.desired import Desired, ModelSpec
 from reconciler.config.messages import translate
-from reconciler.config.yamlfile import dump_yaml, read_yaml
+from reconciler.config.yamlfile import dump_yaml, parse_yaml, read_text
 from reconciler.errors import ConfigErrors
 from reconciler.estimate.facts import ModelFacts, facts_from_header
 from reconciler.frozen import Frozen
@@ -31,6 +32,7 @@ __all__ = [
     "facts_from_file",
     "lock_path",
     "make_lock",
+    "parse_lock",
     "read_lock",
     "resolve_facts",
     "write_lock",
@@ -76,7 +78,12 @@ def read_lock(path: Path) -> LockFile | None:
     """The lock file at `path`, or None where there is none."""
     if not path.exists():
         return None
-    source = read_yaml(path)
+    return parse_lock(read_text(path, str(path)), str(path))
+
+
+def parse_lock(text: str, file: str) -> LockFile:
+    """A lock file's text, validated; problems as `ConfigErrors` at their `file:line:col`."""
+    source = parse_yaml(text, file)
     try:
         return LockFile.model_validate(source.data)
     except ValidationError as exc:
@@ -84,13 +91,19 @@ def read_lock(path: Path) -> LockFile | None:
         raise ConfigErrors(errors) from None
 
 
-def resolve_facts(model: ModelSpec, lock: LockFile | None, lock_file: Path) -> Resolved:
-    """Facts for a llama.cpp model: from its GGUF when present, else from the lock file."""
+def resolve_facts(
+    model: ModelSpec,
+    lock: LockFile | None,
+    lock_file: Path,
+    read: Callable[[Path], ModelFacts] = facts_from_file,
+) -> Resolved:
+    """Facts for a llama.cpp model: from its GGUF when present (read by `read`, which may
+    cache), else from the lock file."""
     if model.gguf is None:
         raise ModelFileError(f"model {model.name} has no GGUF file to estimate from")
     entry = lock.models.get(model.name) if lock is not None else None
     if model.gguf.exists():
-        facts = facts_from_file(model.gguf)
+        facts = read(model.gguf)
         warning = None
         if entry is not None and entry.facts.fingerprint != facts.fingerprint:
             warning = (

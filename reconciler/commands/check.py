@@ -6,19 +6,12 @@ import argparse
 from dataclasses import dataclass
 from typing import TextIO
 
-from reconciler.commands.plan import model_facts
 from reconciler.config.desired import ModelSpec
-from reconciler.config.loader import (
-    DesiredFile,
-    ProfileFile,
-    check_hardware,
-    load_desired,
-    load_profile,
-)
+from reconciler.config.loader import DesiredFile, ProfileFile, check_hardware, load_profile
 from reconciler.config.profile import Profile
 from reconciler.errors import ConfigError, ConfigErrors
 from reconciler.observe.snapshot import from_profile
-from reconciler.plan.planner import make_plan
+from reconciler.pipeline import DesiredInput, Pipeline
 
 __all__ = [
     "Finding",
@@ -77,11 +70,12 @@ class Finding:
     required: bool
 
 
-def fit_findings(desired: DesiredFile, profile: ProfileFile) -> tuple[list[Finding], str]:
+def fit_findings(
+    pipeline: Pipeline, loaded: DesiredInput, profile: ProfileFile
+) -> tuple[list[Finding], str]:
     """Plan the desired file on the idle profiled machine; what does not fit, and a summary."""
-    facts, problems, _warnings = model_facts(desired.spec, str(desired.path))
-    state = from_profile(profile.spec, profile.name)
-    plan = make_plan(desired.spec, state, facts, problems)
+    desired = loaded.file
+    plan = pipeline.plan(loaded, from_profile(profile.spec, profile.name))
     index = {m.name: i for i, m in enumerate(desired.spec.models)}
     findings = []
     placed = 0
@@ -134,10 +128,11 @@ def check(args: argparse.Namespace, out: TextIO) -> int:
     """Every file in turn (pre-commit passes several); a file's config errors do not stop the
     others, and are reported together at the end."""
     profiles = [load_profile(p) for p in args.profile or []]
+    pipeline = Pipeline()  # the profiles are the machines: it never observes this one
     broken: list[ConfigError] = []
     failed = False
     for file in dict.fromkeys(args.files):  # each once, in order
-        fits, errors = _check_file(file, profiles, args.format, out)
+        fits, errors = _check_file(pipeline, file, profiles, args.format, out)
         failed = failed or not fits
         broken += errors
     if broken and args.format != "github":
@@ -148,13 +143,14 @@ def check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _check_file(
-    file: str, profiles: list[ProfileFile], fmt: str, out: TextIO
+    pipeline: Pipeline, file: str, profiles: list[ProfileFile], fmt: str, out: TextIO
 ) -> tuple[bool, list[ConfigError]]:
     """Whether every required model fits every profile; the file's config errors."""
     try:
-        desired = load_desired(file)
+        loaded = pipeline.load(file)
     except ConfigErrors as exc:
         return True, list(exc.errors)
+    desired = loaded.file
     errors = [e for p in profiles for e in check_hardware(desired, p)]
     if errors:
         return True, errors
@@ -172,7 +168,7 @@ def _check_file(
             out.write(
                 (f"warning: {warning.render()}" if text else github(warning, "warning")) + "\n"
             )
-        findings, summary = fit_findings(desired, p)
+        findings, summary = fit_findings(pipeline, loaded, p)
         fits = fits and not any(f.required for f in findings)
         for f in findings:
             level = "error" if f.required else "warning"

@@ -19,7 +19,7 @@ from reconciler.config.messages import translate
 from reconciler.config.profile import Profile
 from reconciler.config.rules import Problem, desired_problems, hardware_problems
 from reconciler.config.source import Source, suggest
-from reconciler.config.yamlfile import parse_yaml, read_yaml
+from reconciler.config.yamlfile import decode_text, parse_yaml, read_text, read_yaml
 from reconciler.errors import ConfigError, ConfigErrors
 
 __all__ = [
@@ -90,10 +90,12 @@ def parse_desired(
     return _desired(source, base_dir, base_dir / Path(file).name)
 
 
-def load_desired(path: str | os.PathLike[str]) -> DesiredFile:
-    """Read and validate a desired-state file."""
+def load_desired(path: str | os.PathLike[str], *, raw: bytes | None = None) -> DesiredFile:
+    """Read and validate a desired-state file; `raw`: its bytes, already read (by a caller
+    that digests them, so that what is validated is what was digested)."""
     file = os.fspath(path)
-    return _desired(read_yaml(file), Path(file).resolve().parent, Path(file))
+    text = read_text(file, file) if raw is None else decode_text(raw, file)
+    return _desired(parse_yaml(text, file), Path(file).resolve().parent, Path(file))
 
 
 def check_hardware(desired: DesiredFile, profile: ProfileFile) -> list[ConfigError]:

@@ -21,7 +21,15 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from reconciler.config.source import Loc, Position, Source, format_loc
 from reconciler.errors import ConfigError, ConfigErrors
 
-__all__ = ["MAX_BYTES", "dump_yaml", "parse_yaml", "read_text", "read_yaml"]
+__all__ = [
+    "MAX_BYTES",
+    "decode_text",
+    "dump_yaml",
+    "parse_yaml",
+    "read_bytes",
+    "read_text",
+    "read_yaml",
+]
 
 MAX_BYTES = 4 * 1024 * 1024  # a desired file is a few KiB; refuse anything absurd
 MAX_VALUES = 100_000  # aliases can expand exponentially ("billion laughs")
@@ -42,27 +50,40 @@ def read_yaml(path: str | os.PathLike[str], display: str | None = None) -> Sourc
 
 def read_text(path: str | os.PathLike[str], file: str, what: str = "a YAML file") -> str:
     """A configuration file's text, bounded in size; problems as `ConfigErrors`."""
+    return decode_text(read_bytes(path, file, what), file)
 
-    def fail(message: str) -> ConfigErrors:
-        return ConfigErrors([ConfigError(file, 0, 0, "", message)])
 
+def read_bytes(
+    path: str | os.PathLike[str], file: str, what: str = "a YAML file", limit: int = MAX_BYTES
+) -> bytes:
+    """A file's bytes, at most `limit` of them; problems as `ConfigErrors` (one line each).
+    Callers that digest a file read it once with this, then decode it with `decode_text`."""
     try:
         with open(path, "rb") as handle:
-            raw = handle.read(MAX_BYTES + 1)
+            raw = handle.read(limit + 1)
     except FileNotFoundError:
-        raise fail("no such file; check the path") from None
+        raise _fail(file, "no such file; check the path") from None
     except IsADirectoryError:
-        raise fail(f"is a directory; give the path of {what}") from None
+        raise _fail(file, f"is a directory; give the path of {what}") from None
     except PermissionError:
-        raise fail("permission denied; check the file's permissions") from None
+        raise _fail(file, "permission denied; check the file's permissions") from None
     except OSError as exc:
-        raise fail(f"cannot be read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_BYTES:
-        raise fail(f"is larger than {MAX_BYTES // (1024 * 1024)} MiB; is this the right file?")
+        raise _fail(file, f"cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > limit:
+        raise _fail(file, f"is larger than {limit // (1024 * 1024)} MiB; is this the right file?")
+    return raw
+
+
+def decode_text(raw: bytes, file: str) -> str:
+    """UTF-8 text (a byte order mark is dropped); anything else as `ConfigErrors`."""
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise fail(f"is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        raise _fail(file, f"is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+def _fail(file: str, message: str) -> ConfigErrors:
+    return ConfigErrors([ConfigError(file, 0, 0, "", message)])
 
 
 def parse_yaml(text: str, file: str, *, environ: dict[str, str] | None = None) -> Source:

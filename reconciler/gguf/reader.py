@@ -26,6 +26,7 @@ __all__ = [
     "ModelFileError",
     "TensorInfo",
     "read_gguf",
+    "shard_paths",
     "tensor_nbytes",
 ]
 
@@ -260,7 +261,8 @@ def _read_one(path: Path) -> tuple[int, dict[str, Any], list[TensorInfo], int, s
         return version, metadata, tensors, size, s.finish_digest()
 
 
-def _shards(path: Path) -> list[Path]:
+def shard_paths(path: Path) -> list[Path]:
+    """Every file of a split model (`name-00001-of-00003.gguf` ...); else just `path`."""
     match = _SPLIT.match(path.name)
     if match is None:
         return [path]
@@ -274,7 +276,7 @@ def read_gguf(path: str | os.PathLike[str]) -> GgufHeader:
     """Read the header of a GGUF file (all shards of a split model)."""
     first = Path(path)
     version, metadata, tensors, size, digest = _read_one(first)
-    shards = _shards(first)
+    shards = shard_paths(first)
     if len(shards) > 1 and shards[0] != first:
         raise ModelFileError(f"{first}: give the first shard of a split model: {shards[0].name}")
     digests = [digest]

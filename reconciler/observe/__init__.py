@@ -8,29 +8,62 @@ outside it (`reconciler.state`, `reconciler.levels`), so the planner never impor
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from reconciler.config.loader import ProfileFile
+    from reconciler.observe.observer import Observer
     from reconciler.state import ObservedState
 
-__all__ = ["observe"]
+__all__ = ["StateReader", "observe"]
+
+
+class StateReader:
+    """Where observed states come from, for as long as a command (or the watcher) runs: a
+    snapshot file (read again on each call: a simulation may rewrite it), else a profile (read
+    once), else the real machine through one `Observer`, made on the first observation and
+    kept (NVML stays initialised, process facts stay cached), with the journal of what we
+    started in `state_dir` read on each call."""
+
+    def __init__(
+        self,
+        *,
+        observed: str | None = None,
+        profile: str | None = None,
+        state_dir: Path | None = None,
+        nvml_module: ModuleType | Any | None = None,
+    ) -> None:
+        self.observed = observed
+        self.profile = profile
+        self.state_dir = state_dir
+        self._nvml_module = nvml_module
+        self._observer: Observer | None = None
+        self._profile: ProfileFile | None = None
+
+    def observe(self) -> ObservedState:
+        """What the machine looks like now."""
+        # Imported here: the machine's readers are loaded only when the machine is to be read.
+        from reconciler.config.loader import load_profile  # noqa: PLC0415
+        from reconciler.observe.journal import default_state_dir, read_journal  # noqa: PLC0415
+        from reconciler.observe.observer import Observer  # noqa: PLC0415
+        from reconciler.observe.snapshot import from_profile, load_snapshot  # noqa: PLC0415
+
+        if self.observed is not None:
+            return load_snapshot(self.observed)
+        if self.profile is not None:
+            if self._profile is None:
+                self._profile = load_profile(self.profile)
+            return from_profile(self._profile.spec, self._profile.name)
+        if self._observer is None:
+            self._observer = Observer(self._nvml_module)
+        journal = read_journal((self.state_dir or default_state_dir()) / "journal.json")
+        return self._observer.observe(journal)
 
 
 def observe(
     *, observed: str | None = None, profile: str | None = None, state_dir: Path | None = None
 ) -> ObservedState:
-    """What the machine looks like: a snapshot file, else a profile, else the real machine
-    (NVML and the process table, with the journal of what we started in `state_dir`)."""
-    # Imported here: the machine's readers are loaded only when the machine is to be read.
-    from reconciler.config.loader import load_profile  # noqa: PLC0415
-    from reconciler.observe.journal import default_state_dir, read_journal  # noqa: PLC0415
-    from reconciler.observe.observer import Observer  # noqa: PLC0415
-    from reconciler.observe.snapshot import from_profile, load_snapshot  # noqa: PLC0415
-
-    if observed is not None:
-        return load_snapshot(observed)
-    if profile is not None:
-        loaded = load_profile(profile)
-        return from_profile(loaded.spec, loaded.name)
-    journal = read_journal((state_dir or default_state_dir()) / "journal.json")
-    return Observer().observe(journal)
+    """What the machine looks like, once: a snapshot file, else a profile, else the real
+    machine (NVML and the process table, with the journal of what we started in `state_dir`)."""
+    return StateReader(observed=observed, profile=profile, state_dir=state_dir).observe()

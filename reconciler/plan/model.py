@@ -79,6 +79,11 @@ class PlanInputs(Frozen):
     desired: str = Field(description="sha256 of the desired file's bytes.")
     lock: str | None = Field(None, description="sha256 of the lock file's bytes; None: none.")
     facts: str = Field(description="sha256 of every model's facts as the estimator used them.")
+    facts_by_model: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per GGUF model: sha256 of its facts (or of why it has none), so that a "
+        "stale plan can name the model whose file changed.",
+    )
     tool_version: str
     observed: str = Field(description="Fingerprint of the observed machine.")
 

@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from reconciler.commands.plan import model_facts
 from reconciler.config.desired import Desired
 from reconciler.config.loader import load_desired, load_profile
 from reconciler.config.yamlfile import dump_yaml
 from reconciler.estimate.facts import ModelFacts
 from reconciler.launch import Launch
 from reconciler.observe.snapshot import from_profile
+from reconciler.pipeline import model_facts
 from reconciler.plan.budget import gpu_budgets
 from reconciler.plan.model import CHANGES
 from reconciler.plan.options import Option

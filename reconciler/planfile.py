@@ -1,0 +1,116 @@
+"""Saved plans (`reconcile plan -o FILE`): written whole or not at all, read back as a `Plan`.
+
+A saved plan is the `Plan` model as JSON (`plan_json`) and loads back unchanged. Reading one
+reports a missing file, invalid JSON (at its line and column), a plan of another format or a
+damaged one each in one line, as a `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from reconciler.config.source import format_loc
+from reconciler.config.yamlfile import decode_text, read_bytes
+from reconciler.errors import ConfigError, ConfigErrors, ReconcileError
+from reconciler.plan.model import Plan
+from reconciler.plan.views import plan_json
+
+__all__ = ["MAX_PLAN_BYTES", "load_saved_plan", "plan_target", "save_plan"]
+
+MAX_PLAN_BYTES = 64 * 1024 * 1024  # a plan of 1000 models is a few MiB
+FORMAT_VERSION = 2
+
+
+def plan_target(path: str | os.PathLike[str]) -> Path:
+    """Where a plan will be saved, refused before any work when it cannot be: a folder, or a
+    file in a folder that does not exist."""
+    target = Path(path)
+    parent = target.parent
+    if target.is_dir():
+        raise ReconcileError(
+            f"{target}: is a directory; give the plan a file name, e.g. -o {target / 'plan.json'}"
+        )
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise ReconcileError(
+            f"{target}: cannot save the plan there: the folder {parent} {what}; "
+            "create it or choose another path"
+        )
+    return target
+
+
+def save_plan(plan: Plan, path: str | os.PathLike[str]) -> Path:
+    """Write the plan atomically (a reader never sees half of it), readable like any file."""
+    target = plan_target(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise ReconcileError(
+            f"{target}: cannot save the plan: {exc.strerror or exc}; choose another path"
+        ) from None
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(plan_json(plan) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ReconcileError(
+            f"{target}: cannot save the plan: {exc.strerror or exc}; choose another path"
+        ) from None
+    return target
+
+
+def load_saved_plan(path: str | os.PathLike[str]) -> Plan:
+    """A plan saved by `reconcile plan -o`; every problem as one `ConfigError` line."""
+    file = os.fspath(path)
+    again = f"run `reconcile plan -o {file}` again"
+    try:
+        text = decode_text(read_bytes(file, file, "a saved plan", MAX_PLAN_BYTES), file)
+    except ConfigErrors as exc:
+        raise exc.errors[0] from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            file,
+            exc.lineno,
+            exc.colno,
+            "",
+            f"not a saved plan: JSON syntax error: {exc.msg}; {again}",
+        ) from None
+    if not isinstance(data, dict) or "format_version" not in data:
+        raise ConfigError(
+            file, 1, 1, "", f"not a saved plan (it has no format_version); save one: {again}"
+        )
+    version = data["format_version"]
+    if version != FORMAT_VERSION:
+        raise ConfigError(
+            file,
+            0,
+            0,
+            "format_version",
+            f"a plan of format {json.dumps(version)}; this reconcile reads format "
+            f"{FORMAT_VERSION}; {again}",
+        )
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        message = first["msg"][:1].lower() + first["msg"][1:]
+        raise ConfigError(
+            file,
+            0,
+            0,
+            format_loc(first["loc"]),
+            f"the saved plan is damaged: {message}{more}; {again}",
+        ) from None
