@@ -33,6 +33,7 @@ from reconciler.config.yamlfile import decode_text, read_bytes
 from reconciler.errors import ConfigError, ConfigErrors
 from reconciler.estimate.facts import ModelFacts
 from reconciler.gguf.reader import ModelFileError, shard_paths
+from reconciler.launch import env_digests
 from reconciler.lockfile import LockFile, facts_from_file, lock_path, parse_lock, resolve_facts
 from reconciler.observe import StateReader
 from reconciler.plan.model import Plan, PlanInputs
@@ -72,6 +73,16 @@ def tool_version() -> str:
         return getattr(reconciler, "__version__", None) or "unknown"
 
 
+def _desired_digest(raw: bytes, spec: Desired) -> str:
+    """The file's bytes and what they resolve to: `${env.X}` is read at load time, so a
+    changed variable changes the desired state although the file did not. Values of `env:`
+    enter only as the launches' salted digests (never hashed in clear)."""
+    resolved = spec.model_dump(mode="json")
+    for m, model in zip(resolved.get("models", ()), spec.models, strict=True):
+        m["env"] = env_digests(model.env)
+    return _sha256_json({"bytes": hashlib.sha256(raw).hexdigest(), "resolved": resolved})
+
+
 def _sha256_json(data: Any) -> str:
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -79,7 +90,8 @@ def _sha256_json(data: Any) -> str:
 
 @dataclass(frozen=True)
 class DesiredInput:
-    """A valid desired file and the sha256 of the very bytes it was validated from."""
+    """A valid desired file and the digest of the very bytes it was validated from, and of
+    what they resolved to (see `_desired_digest`)."""
 
     file: DesiredFile
     sha256: str
@@ -125,7 +137,8 @@ class Pipeline:
         """The desired file, validated (`ConfigErrors` otherwise), with its bytes' digest."""
         name = os.fspath(file)
         raw = read_bytes(name, name)
-        return DesiredInput(load_desired(name, raw=raw), hashlib.sha256(raw).hexdigest())
+        loaded = load_desired(name, raw=raw)
+        return DesiredInput(loaded, _desired_digest(raw, loaded.spec))
 
     def observe(self) -> ObservedState:
         return self.machine.observe()

@@ -21,7 +21,9 @@ def stale(saved: Plan, fresh_inputs: PlanInputs, *, plan_file: str = "FILE") -> 
         return [f"the saved plan does not record what it was computed from; {again}"]
     out = []
     if old.desired != new.desired:
-        out.append(f"the desired file changed since the plan was saved; {again}")
+        out.append(
+            f"the desired file (or a variable it reads) changed since the plan was saved; {again}"
+        )
     if old.lock != new.lock:
         if old.lock is None:
             what = "a lock file appeared"

@@ -72,7 +72,33 @@ def test_nothing_changed_but_the_files_times(world: World) -> None:
 
 def test_the_desired_file_changed(world: World) -> None:
     world.desired.write_text(world.desired.read_text().replace("priority: 100", "priority: 90"))
-    assert world.stale() == [f"the desired file changed since the plan was saved; {AGAIN}"]
+    assert world.stale() == [
+        f"the desired file (or a variable it reads) changed since the plan was saved; {AGAIN}"
+    ]
+
+
+def test_a_variable_the_desired_file_reads_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TTS_KEY", "tts-secret-one")
+    monkeypatch.chdir(tmp_path)
+    world = World(tmp_path)
+    world.desired.write_text(
+        world.desired.read_text().replace("port: 8082}", "port: 8082, env: {K: '${env.TTS_KEY}'}}")
+    )
+    assert (
+        main(["plan", str(world.desired), "--observed", str(world.snapshot), "-o", "plan.json"])
+        == 0
+    )
+    capsys.readouterr()
+    assert world.stale() == []
+    monkeypatch.setenv(
+        "TTS_KEY", "tts-secret-two"
+    )  # the file is the same; what it resolves to is not
+    assert world.stale() == [
+        f"the desired file (or a variable it reads) changed since the plan was saved; {AGAIN}"
+    ]
+    assert "tts-secret" not in world.saved.read_text()
 
 
 def test_the_lock_file_changed(world: World) -> None:
