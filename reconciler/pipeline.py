@@ -123,9 +123,16 @@ class Pipeline:
         profile: str | None = None,
         state_dir: Path | None = None,
         nvml_module: ModuleType | Any | None = None,
+        journal: bool = False,
     ) -> None:
+        """`journal`: a profile or snapshot is a simulated machine our real processes run
+        on (apply, down); without it, an idle one (plan, check)."""
         self.machine = StateReader(
-            observed=observed, profile=profile, state_dir=state_dir, nvml_module=nvml_module
+            observed=observed,
+            profile=profile,
+            state_dir=state_dir,
+            nvml_module=nvml_module,
+            journal=journal,
         )
         # path -> (identity, facts or the message of why they cannot be read)
         self._ggufs: dict[str, tuple[FileIdentity, ModelFacts | str]] = {}
@@ -189,6 +196,7 @@ class Pipeline:
             update={
                 "inputs": _inputs(desired, models, plan.observed),
                 "notes": (*plan.notes, *models.warnings),
+                "desired_file": str(Path(desired.file.path).resolve()),
             }
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import ValidationError
 
@@ -17,26 +18,37 @@ from reconciler.errors import ObservationError
 from reconciler.frozen import Frozen
 from reconciler.launch import Launch
 
-__all__ = ["JournalEntry", "default_state_dir", "read_journal"]
+__all__ = ["JOURNAL", "Journal", "JournalEntry", "default_state_dir", "read_journal"]
+
+JOURNAL = "journal.json"
 
 
 class JournalEntry(Frozen):
-    model: str
+    model: str  # the entry that runs (a model or one of its fallbacks); also its label
     pid: int
     start_time: float
     unit: str | None = None
-    gpus: tuple[int, ...] = ()
+    gpus: tuple[str, ...] = ()  # GPU labels, as NVML numbers them
     port: int | None = None
     launch: Launch | None = None  # what it was started with, to see what changed
     estimate_mib: dict[str, int] | None = None  # the plan's estimate per GPU label and host
+    executor: Literal["process", "systemd"] = "process"
+    boot_id: str | None = None  # the boot it was started in
+    log: str | None = None  # its log file (process executor)
+    measured_mib: dict[str, int] | None = None  # what NVML measured once it was ready
+    started_at: str | None = None  # ISO 8601
 
 
-class _Journal(Frozen):
+class Journal(Frozen):
     format_version: int = 1
     entries: tuple[JournalEntry, ...] = ()
 
 
 def default_state_dir() -> Path:
+    """$RECONCILER_STATE_DIR, else $XDG_STATE_HOME/reconciler (~/.local/state/reconciler)."""
+    explicit = os.environ.get("RECONCILER_STATE_DIR")
+    if explicit:
+        return Path(explicit)
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "reconciler"
 
@@ -50,7 +62,7 @@ def read_journal(path: Path) -> tuple[JournalEntry, ...]:
     except OSError as exc:
         raise ObservationError(f"{path}: cannot read the journal: {exc.strerror}") from None
     try:
-        return _Journal.model_validate(json.loads(text)).entries
+        return Journal.model_validate(json.loads(text)).entries
     except (json.JSONDecodeError, ValidationError) as exc:
         first = str(exc).splitlines()[0]
         raise ObservationError(

@@ -92,6 +92,9 @@ class Plan(Frozen):
     format_version: Literal[2] = 2
     observed: str  # fingerprint of the observed state the plan was computed against
     source: str
+    desired_file: str | None = Field(
+        None, description="The desired file it was planned from (apply of a saved plan)."
+    )
     inputs: PlanInputs | None = None
     gpus: tuple[GpuLine, ...] = ()
     actions: tuple[Action, ...] = ()

@@ -1,0 +1,64 @@
+"""Writing the journal: what we started, written atomically after every step.
+
+The journal is the only record that a process is ours (with its pid, start time and label):
+apply writes an entry right after a start, before waiting for health, and removes it right
+after a stop, so that Ctrl-C or `kill -9` of apply at any point leaves a journal the next run
+reconciles from: no orphan, no duplicate. A reader never sees half a file (temporary file,
+fsync, rename), and the folder is private (0700), the file 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from reconciler.errors import ApplyError
+from reconciler.observe.journal import JOURNAL, Journal, JournalEntry, read_journal
+
+__all__ = ["boot_id", "ensure_state_dir", "update_journal", "write_journal"]
+
+
+def ensure_state_dir(state_dir: Path) -> Path:
+    """The state folder, made private (0700) when we create it."""
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ApplyError(
+            f"{state_dir}: cannot create the state folder ({exc.strerror}); set "
+            "RECONCILER_STATE_DIR or --state-dir to a folder you may write"
+        ) from None
+    return state_dir
+
+
+def write_journal(state_dir: Path, entries: Sequence[JournalEntry]) -> None:
+    path = ensure_state_dir(state_dir) / JOURNAL
+    text = Journal(entries=tuple(entries)).model_dump_json(indent=2) + "\n"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".journal.", dir=state_dir)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ApplyError(f"{path}: cannot write the journal ({exc.strerror})") from None
+
+
+def update_journal(
+    state_dir: Path, change: Callable[[list[JournalEntry]], list[JournalEntry]]
+) -> list[JournalEntry]:
+    """Read, change and write the journal (the caller holds the state-folder lock)."""
+    entries = change(list(read_journal(state_dir / JOURNAL)))
+    write_journal(state_dir, entries)
+    return entries
+
+
+def boot_id() -> str | None:
+    """This boot's id (Linux), so that an entry from before a reboot is known as such."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None

@@ -1,0 +1,76 @@
+"""A simulated machine with real processes: what `apply --profile` and `--observed` run on.
+
+The GPUs come from a hardware profile or a snapshot; the instances come from the journal and
+the process table, as on a real machine: each entry whose process still runs (same pid, same
+start time) counts on its simulated GPUs with the memory its plan estimated. This is how the
+tests, CI and a newcomer's demo carry plans out without a GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from reconciler.observe.journal import JournalEntry
+from reconciler.observe.processes import ProcessTable
+from reconciler.state import GpuProcess, GpuState, Instance, ObservedState
+
+__all__ = ["with_journal"]
+
+
+def _holding(gpu: GpuState, proc: GpuProcess) -> GpuState:
+    mib = proc.used_mib or 0
+    return gpu.model_copy(
+        update={
+            "processes": (*gpu.processes, proc),
+            "memory_used_mib": gpu.memory_used_mib + mib,
+            "memory_free_mib": max(gpu.memory_free_mib - mib, 0),
+        }
+    )
+
+
+def with_journal(
+    state: ObservedState, journal: Sequence[JournalEntry], table: ProcessTable
+) -> ObservedState:
+    """`state` with the journal's instances on it: running ones hold their estimate on their
+    simulated GPUs; the others are listed as gone."""
+    gpus = {g.label: g for g in state.gpus}
+    instances = []
+    table.begin()
+    for entry in journal:
+        alive = table.alive(entry)
+        info = table.info(entry.pid) if alive else None
+        held: dict[str, int] = {}
+        if alive:
+            for label in entry.gpus:
+                if label not in gpus:
+                    continue
+                mib = (entry.estimate_mib or {}).get(label, 0)
+                held[label] = mib
+                proc = GpuProcess(
+                    pid=entry.pid,
+                    used_mib=mib,
+                    kind="compute",
+                    name=info.name if info is not None else None,
+                    owner="ours",
+                    instance=entry.model,
+                )
+                gpus[label] = _holding(gpus[label], proc)
+        instances.append(
+            Instance(
+                model=entry.model,
+                pid=entry.pid,
+                start_time=entry.start_time,
+                unit=entry.unit,
+                state="running" if alive else "gone",
+                source="journal",
+                gpus=tuple(held) if alive else (),
+                used_mib=sum(held.values()),
+                used_by_gpu=held,
+                launch=entry.launch,
+                estimate_mib=entry.estimate_mib,
+            )
+        )
+    table.end()
+    return state.model_copy(
+        update={"gpus": tuple(gpus.values()), "instances": (*state.instances, *instances)}
+    )
