@@ -7,6 +7,7 @@ Any error a user can cause is printed as one or more plain lines; `--debug` adds
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -72,17 +73,47 @@ def build_parser() -> argparse.ArgumentParser:
     _plan_arguments(p)
     p.set_defaults(func=_plan)
 
+    p = sub.add_parser("apply", help="carry the plan out: start and stop model servers")
+    _command(p, "apply", "add_arguments", "apply_command")
+
+    p = sub.add_parser("down", help="stop every instance the reconciler started")
+    _command(p, "apply", "add_arguments", "down_command", down=True)
+
+    p = sub.add_parser("logs", help="an instance's log")
+    _command(p, "logs", "add_arguments", "logs_command")
+
     p = sub.add_parser("status", help="GPUs, what holds their memory, and our instances")
     p.add_argument("--json", action="store_true", help="the snapshot format (for --observed)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--observed", metavar="FILE", help="a snapshot instead of the machine")
     source.add_argument("--profile", metavar="NAME|PATH", help="a hardware profile, idle")
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="the state folder whose journal lists our instances (with --profile or "
+        "--observed: the instances `apply` started on the simulated GPUs)",
+    )
     p.set_defaults(func=_status)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the desired file or a profile")
     p.add_argument("kind", nargs="?", choices=("desired", "profile"), default="desired")
     p.set_defaults(func=schema)
     return parser
+
+
+def _command(
+    p: argparse.ArgumentParser, module: str, arguments: str, command: str, **kw: object
+) -> None:
+    """A command of `reconciler.commands.<module>`: its options now; what the command itself
+    needs (psutil, jinja2, subprocess) is imported by the command function when it runs."""
+    loaded = importlib.import_module(f"reconciler.commands.{module}")
+    getattr(loaded, arguments)(p, **kw)
+
+    def run(args: argparse.Namespace, out: TextIO) -> int:
+        func: Command = getattr(loaded, command)
+        return func(args, out)
+
+    p.set_defaults(func=run)
 
 
 def _plan_arguments(p: argparse.ArgumentParser) -> None:

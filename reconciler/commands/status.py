@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
 from typing import TextIO
 
 from reconciler.levels import pressure, thermal_state
-from reconciler.observe import observe
-from reconciler.state import GpuState, ObservedState
+from reconciler.observe import StateReader
+from reconciler.state import GpuState, Instance, ObservedState
 
 __all__ = ["render_status", "status"]
 
@@ -48,8 +50,34 @@ def _gpu_line(g: GpuState) -> str:
     )
 
 
+def _uptime(seconds: float) -> str:
+    s = max(int(seconds), 0)
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _instance(i: Instance, now: float) -> str:
+    """One instance: state, uptime, port, GPUs, measured memory beside the estimate."""
+    parts = [i.model, f"pid {i.pid}", i.state]
+    if i.state == "running":
+        parts.append(f"up {_uptime(now - i.start_time)}")
+    if i.launch is not None and i.launch.port is not None:
+        parts.append(f"port {i.launch.port}")
+    parts.append(", ".join(f"GPU {g}" for g in i.gpus) or "no GPU memory")
+    estimated = sum(v for k, v in (i.estimate_mib or {}).items() if k != "host")
+    memory = f"{i.used_mib} MiB"
+    if i.estimate_mib is not None and i.state == "running":
+        memory += f" (estimated {estimated})"
+    parts += [memory, f"({i.source})"]
+    return "    " + "  ".join(parts)
+
+
 def render_status(state: ObservedState) -> list[str]:
     """The status table, line by line: GPUs with their processes, host, our instances."""
+    now = time.time()
     lines = [f"source: {state.source}" + (f", driver {state.driver}" if state.driver else "")]
     if not state.gpus:
         lines.append(state.gpu_note or "no NVIDIA GPU")
@@ -67,11 +95,7 @@ def render_status(state: ObservedState) -> list[str]:
     lines.append(f"host: {h.ram_available_mib}/{h.ram_total_mib} MiB RAM available, {h.cpus} CPUs")
     if state.instances:
         lines.append("instances:")
-        for i in state.instances:
-            where = ", ".join(f"GPU {g}" for g in i.gpus) or "no GPU memory"
-            lines.append(
-                f"    {i.model}  pid {i.pid}  {i.state}  {where}  {i.used_mib} MiB  ({i.source})"
-            )
+        lines += [_instance(i, now) for i in state.instances]
     else:
         lines.append("instances: none started by the reconciler")
     return lines
@@ -83,7 +107,14 @@ def status(args: argparse.Namespace, out: TextIO) -> int:
     Errors a user can act on (a broken snapshot, an unknown profile, a damaged journal) are
     raised as `ReconcileError`s for the CLI to print.
     """
-    state = observe(observed=args.observed, profile=args.profile)
+    state_dir = getattr(args, "state_dir", None)
+    reader = StateReader(
+        observed=args.observed,
+        profile=args.profile,
+        state_dir=Path(state_dir) if state_dir else None,
+        journal=state_dir is not None,
+    )
+    state = reader.observe()
     if args.json:
         out.write(state.to_json() + "\n")
         return 0

@@ -1,0 +1,236 @@
+"""Carrying a plan out: stops first, memory released, starts in priority order, measured.
+
+The applier decides nothing: it takes a `Plan` (every start carries its resolved launch,
+every stop the instance it stops) and the desired file it came from (for `env` values, which
+a plan never holds). The journal is written after every step, so an interrupted apply (Ctrl-C,
+`kill -9`) leaves a journal the next run reconciles from: a started process is in it before
+its health is awaited; a stopped one leaves it as soon as it is gone.
+
+Order: every stop, restart and move first stops the old instance; then, until the observed
+machine shows the memory of the stopped processes released (polled every 250 ms), nothing
+starts; then each start, restart and move in the plan's order (priority order) starts its
+instance and waits for it to be healthy. An instance that fails its health check is stopped
+and reported with the tail of its log; the others go on, and apply exits 1. Once everything
+has started, the memory NVML measures for each new instance is recorded beside its estimate,
+and a warning is given where it exceeds the estimate by more than 10 %.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.apply.journal import boot_id, update_journal
+from reconciler.apply.process import ProcessExecutor, Stopped
+from reconciler.apply.units import Rendered
+from reconciler.config.desired import Desired, ModelSpec
+from reconciler.errors import ApplyError
+from reconciler.observe.journal import JOURNAL, JournalEntry, read_journal
+from reconciler.plan.model import Action, Plan
+from reconciler.state import ObservedState
+
+__all__ = ["MEASURED_MARGIN", "Applier", "Outcome"]
+
+MEASURED_MARGIN = 0.10  # measured above estimate by more than this: a warning
+RELEASE_POLL_S = 0.25
+
+Render = Callable[[Action, ModelSpec], Rendered]
+Ready = Callable[[Rendered, Callable[[], bool], float], tuple[bool, str]]
+
+
+@dataclass
+class Outcome:
+    """What an apply did: for the summary line and the exit code."""
+
+    started: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def code(self) -> int:
+        return 1 if self.failed else 0
+
+
+class Applier:
+    """Carries plans out on one machine, through one executor and one state folder."""
+
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        executor: ProcessExecutor,
+        render: Render | None,
+        ready: Ready,
+        observe: Callable[[], ObservedState],
+        say: Callable[[str], None],
+        health_timeout_s: float = 600.0,
+        release_timeout_s: float = 60.0,
+    ) -> None:
+        self.state_dir = state_dir
+        self.executor = executor
+        self.render = render
+        self.ready = ready
+        self.observe = observe
+        self.say = say
+        self.health_timeout_s = health_timeout_s
+        self.release_timeout_s = release_timeout_s
+
+    def journal(self) -> list[JournalEntry]:
+        return list(read_journal(self.state_dir / JOURNAL))
+
+    def carry_out(self, plan: Plan, desired: Desired) -> Outcome:
+        outcome = Outcome()
+        self._report_untouched(plan)
+        stopped = self._stop(
+            [a for a in plan.actions if a.action in ("stop", "restart", "move")], outcome
+        )
+        if stopped:
+            self._wait_released(stopped)
+        started: list[tuple[Action, JournalEntry]] = []
+        for action in plan.actions:
+            if action.action in ("start", "restart", "move"):
+                entry = self._start(action, desired, outcome)
+                if entry is not None:
+                    started.append((action, entry))
+        if started:
+            self._measure(started, outcome)
+        return outcome
+
+    def stop_all(self, outcome: Outcome | None = None) -> Outcome:
+        """`down`: stop every instance of the journal (and only those)."""
+        outcome = outcome or Outcome()
+        pids = [self._stop_entry(e, "down", outcome) for e in self.journal()]
+        self._wait_released([p for p in pids if p is not None])
+        return outcome
+
+    def _report_untouched(self, plan: Plan) -> None:
+        for a in plan.actions:
+            if a.action == "unmanaged":
+                self.say(f"? {a.model}: left alone: {a.reason}")
+            elif a.action == "blocked":
+                self.say(f"! {a.model}: not started: {a.reason}")
+
+    def _stop(self, actions: Sequence[Action], outcome: Outcome) -> list[int]:
+        entries = {e.pid: e for e in self.journal()}
+        pids = []
+        for a in actions:
+            ref = a.instance
+            if ref is None or ref.known_by != "journal":
+                continue
+            entry = entries.get(ref.pid)
+            if entry is None or abs(entry.start_time - ref.start_time) > 0.05:
+                self.say(f"- {a.model}: pid {ref.pid} is no longer in the journal; nothing to stop")
+                continue
+            pid = self._stop_entry(entry, a.action, outcome)
+            if pid is not None:
+                pids.append(pid)
+        return pids
+
+    def _stop_entry(self, entry: JournalEntry, why: str, outcome: Outcome) -> int | None:
+        result: Stopped = self.executor.stop(entry)
+        update_journal(self.state_dir, lambda es: [e for e in es if e.pid != entry.pid])
+        if result.how == "not ours":
+            self.say(
+                f"- {entry.model}: pid {entry.pid} was not signalled: {result.detail}; "
+                "dropped from the journal"
+            )
+            return None
+        detail = f" ({result.detail})" if result.detail else ""
+        verb = "had already exited" if result.how == "gone" else f"stopped with {result.how}"
+        self.say(f"- {entry.model} (pid {entry.pid}) {verb}{detail} [{why}]")
+        outcome.stopped.append(entry.model)
+        return entry.pid
+
+    def _wait_released(self, pids: Sequence[int]) -> None:
+        """Until no GPU lists a stopped process any more; then their memory is free."""
+        deadline = time.monotonic() + self.release_timeout_s
+        waiting = set(pids)
+        while True:
+            state = self.observe()
+            holding = [
+                (g.label, p.pid, p.used_mib)
+                for g in state.gpus
+                for p in g.processes
+                if p.pid in waiting
+            ]
+            if not holding:
+                return
+            if time.monotonic() >= deadline:
+                who = ", ".join(f"pid {pid} ({mib} MiB on GPU {gpu})" for gpu, pid, mib in holding)
+                raise ApplyError(
+                    f"stopped instances still hold GPU memory after {self.release_timeout_s:g} s: "
+                    f"{who}; nothing was started. Check `reconcile status`, then apply again"
+                )
+            time.sleep(RELEASE_POLL_S)
+
+    def _start(self, a: Action, desired: Desired, outcome: Outcome) -> JournalEntry | None:
+        spec = desired.model_named(a.variant or a.model)
+        if spec is None or a.launch is None:
+            outcome.failed.append(f"{a.model}: the plan names no launch for it")
+            return None
+        if self.render is None:
+            raise ApplyError("this applier only stops instances")  # down: never starts
+        rendered = self.render(a, spec)
+        started = self.executor.start(rendered)
+        entry = JournalEntry(
+            model=rendered.variant,
+            pid=started.pid,
+            start_time=started.start_time,
+            unit=rendered.unit,
+            gpus=a.launch.gpus,
+            port=a.launch.port,
+            launch=a.launch,
+            estimate_mib=dict(a.estimate_mib),
+            executor="process",
+            boot_id=boot_id(),
+            log=str(started.log),
+            started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        )
+        update_journal(self.state_dir, lambda es: [*es, entry])  # before waiting: never lost
+        where = ", ".join(f"GPU {g}" for g in a.launch.gpus) or "the CPU"
+        self.say(f"+ {a.model}: started {rendered.variant} (pid {started.pid}) on {where}")
+        ok, detail = self.ready(rendered, lambda: self.executor.alive(entry), self.health_timeout_s)
+        if ok:
+            self.say(f"+ {a.model}: ready{': ' + detail if detail else ''}")
+            outcome.started.append(a.model)
+            return entry
+        tail = self.executor.log_tail(rendered.unit)
+        self._stop_entry(entry, "failed health", Outcome())
+        lines = "\n".join(f"    {line}" for line in tail)
+        outcome.failed.append(
+            f"{a.model}: {detail}; stopped. Last lines of {started.log}:\n{lines}"
+            if tail
+            else f"{a.model}: {detail}; stopped (its log {started.log} is empty)"
+        )
+        self.say(f"! {a.model}: {detail}")
+        return None
+
+    def _measure(self, started: Sequence[tuple[Action, JournalEntry]], outcome: Outcome) -> None:
+        """NVML's measure of each new instance beside its estimate, in the journal."""
+        state = self.observe()
+        measured: dict[int, dict[str, int]] = {}
+        for inst in state.instances:
+            if inst.state == "running":
+                measured[inst.pid] = dict(inst.used_by_gpu)
+        for a, entry in started:
+            got = measured.get(entry.pid)
+            if not got:
+                continue
+            update_journal(
+                self.state_dir,
+                lambda es, pid=entry.pid, got=got: [  # type: ignore[misc]
+                    e.model_copy(update={"measured_mib": got}) if e.pid == pid else e for e in es
+                ],
+            )
+            for label, mib in got.items():
+                estimate = (entry.estimate_mib or {}).get(label, 0)
+                if estimate and mib > estimate * (1 + MEASURED_MARGIN):
+                    outcome.warnings.append(
+                        f"{a.model}: GPU {label} holds {mib} MiB, {mib - estimate} MiB more "
+                        f"than the {estimate} MiB estimated (over {MEASURED_MARGIN:.0%}); "
+                        "the plan may overcommit this GPU: report it with `reconcile status`"
+                    )

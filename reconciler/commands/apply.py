@@ -1,0 +1,217 @@
+"""`reconcile apply`: carry a plan out (like `terraform apply`); `reconcile down`.
+
+`apply [FILE | PLAN.json]` takes the state folder's lock, observes and plans again (or, for a
+saved plan, refuses it when anything it was computed from changed), shows the plan, asks for
+confirmation on a terminal (`--yes` skips; without a terminal and without `--yes` it refuses),
+then carries it out. `--profile` and `--observed` simulate the GPUs; the processes are real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from reconciler.errors import ApplyError
+from reconciler.observe.journal import default_state_dir
+
+if TYPE_CHECKING:
+    from reconciler.apply.applier import Applier, Outcome
+    from reconciler.apply.units import Rendered
+    from reconciler.config.desired import Desired, ModelSpec
+    from reconciler.pipeline import Pipeline
+    from reconciler.plan.model import Action, Plan
+
+# The modules that start processes and render templates are imported by the command
+# functions, when they run: `reconcile --help` and the other commands do not load them.
+
+__all__ = ["add_arguments", "apply_command", "down_command"]
+
+
+def add_arguments(p: argparse.ArgumentParser, *, down: bool = False) -> None:
+    if not down:
+        p.add_argument(
+            "file",
+            nargs="?",
+            default="desired.yaml",
+            help="the desired-state file, or a plan saved by `reconcile plan -o` (.json)",
+        )
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--profile", metavar="NAME|PATH", help="simulated GPUs: a profile")
+    source.add_argument("--observed", metavar="FILE", help="simulated GPUs: a snapshot")
+    p.add_argument("--state-dir", metavar="DIR", help="the state folder (journal, logs, lock)")
+    p.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="seconds to wait for another apply to finish (default 600)",
+    )
+    p.add_argument("--stop-timeout", type=float, default=10.0, metavar="S")
+    if not down:
+        p.add_argument("--templates", metavar="DIR", help="templates overriding ours, by file")
+        p.add_argument(
+            "--health-timeout",
+            type=float,
+            default=600.0,
+            metavar="S",
+            help="seconds an instance may take to become healthy (default 600)",
+        )
+
+
+def _say(out: TextIO, line: str) -> None:
+    out.write(line + "\n")
+    out.flush()
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    return Path(args.state_dir) if args.state_dir else default_state_dir()
+
+
+def _confirm(args: argparse.Namespace, out: TextIO, question: str) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise ApplyError(
+            "not on a terminal: nothing was changed; pass --yes to carry the plan out "
+            "without confirmation"
+        )
+    out.write(f"{question} Only 'yes' will be accepted: ")
+    out.flush()
+    return sys.stdin.readline().strip() == "yes"
+
+
+def _renderer(
+    desired: Desired, plan: Plan, args: argparse.Namespace, state_dir: Path
+) -> Callable[[Action, ModelSpec], Rendered]:
+    from reconciler.apply.render import render, resolve_program  # noqa: PLC0415
+
+    totals = {g.label: g.total_mib for g in plan.gpus}
+    templates = Path(args.templates) if args.templates else None
+
+    def make(action: Action, spec: ModelSpec) -> Rendered:
+        assert action.launch is not None  # the applier checks
+        program = resolve_program(spec, desired, os.environ)
+        return render(
+            action.launch,
+            spec,
+            program=program,
+            executor="process",
+            templates=templates or desired.templates,
+            state_dir=state_dir,
+            estimate_mib=action.estimate_mib,
+            gpu_totals=totals,
+        )
+
+    return make
+
+
+def _ready(rendered: Rendered, alive: Callable[[], bool], timeout_s: float) -> tuple[bool, str]:
+    from reconciler.apply.health import wait_ready  # noqa: PLC0415
+
+    probe = wait_ready(rendered, alive=alive, timeout_s=timeout_s)
+    return probe.ready, probe.detail
+
+
+def _applier(
+    args: argparse.Namespace,
+    pipeline: Pipeline,
+    out: TextIO,
+    render: Callable[[Action, ModelSpec], Rendered] | None = None,
+) -> Applier:
+    from reconciler.apply.applier import Applier  # noqa: PLC0415
+    from reconciler.apply.process import ProcessExecutor  # noqa: PLC0415
+
+    state_dir = _state_dir(args)
+
+    return Applier(
+        state_dir=state_dir,
+        executor=ProcessExecutor(state_dir, stop_timeout_s=args.stop_timeout),
+        render=render,
+        ready=_ready,
+        observe=pipeline.observe,
+        say=lambda line: _say(out, line),
+        health_timeout_s=getattr(args, "health_timeout", 600.0),
+    )
+
+
+def _pipeline(args: argparse.Namespace) -> Pipeline:
+    from reconciler.pipeline import Pipeline  # noqa: PLC0415
+
+    return Pipeline(
+        observed=args.observed, profile=args.profile, state_dir=_state_dir(args), journal=True
+    )
+
+
+def _summary(outcome: Outcome, out: TextIO) -> int:
+    for warning in outcome.warnings:
+        out.write(f"warning: {warning}\n")
+    for failure in outcome.failed:
+        out.write(f"error: {failure}\n")
+    parts = [f"{len(outcome.started)} started", f"{len(outcome.stopped)} stopped"]
+    if outcome.failed:
+        parts.append(f"{len(outcome.failed)} failed")
+    out.write("Apply complete: " + ", ".join(parts) + ".\n")
+    return outcome.code
+
+
+def apply_command(args: argparse.Namespace, out: TextIO) -> int:
+    from reconciler.apply.lock import state_lock  # noqa: PLC0415
+    from reconciler.plan.stale import stale  # noqa: PLC0415
+    from reconciler.plan.views import plan_text  # noqa: PLC0415
+    from reconciler.planfile import load_saved_plan  # noqa: PLC0415
+
+    state_dir = _state_dir(args)
+    pipeline = _pipeline(args)
+    saved: Plan | None = None
+    file = args.file
+    if str(file).endswith(".json"):
+        saved = load_saved_plan(file)
+        if saved.desired_file is None:
+            raise ApplyError(f"{file}: the saved plan does not name its desired file; plan again")
+        file = saved.desired_file
+    with state_lock(state_dir, timeout_s=args.lock_timeout, on_wait=lambda m: _say(out, m)):
+        loaded = pipeline.load(file)
+        fresh = pipeline.plan(loaded)
+        if saved is not None:
+            assert fresh.inputs is not None
+            problems = stale(saved, fresh.inputs, plan_file=args.file)
+            if problems:
+                raise ApplyError(
+                    "Saved plan is stale: nothing was changed.\n"
+                    + "\n".join(f"  {p}" for p in problems)
+                )
+        plan = saved or fresh
+        for line in plan_text(plan, colour=False):
+            out.write(line + "\n")
+        if not plan.changes:
+            return 0
+        if not _confirm(args, out, "Carry out this plan?"):
+            out.write("Apply cancelled: nothing was changed.\n")
+            return 1
+        spec = loaded.file.spec
+        applier = _applier(args, pipeline, out, render=_renderer(spec, plan, args, state_dir))
+        return _summary(applier.carry_out(plan, spec), out)
+
+
+def down_command(args: argparse.Namespace, out: TextIO) -> int:
+    from reconciler.apply.lock import state_lock  # noqa: PLC0415
+
+    state_dir = _state_dir(args)
+    pipeline = _pipeline(args)
+    with state_lock(state_dir, timeout_s=args.lock_timeout, on_wait=lambda m: _say(out, m)):
+        applier = _applier(args, pipeline, out)
+        entries = applier.journal()
+        if not entries:
+            out.write("Nothing to stop: the journal lists no instance.\n")
+            return 0
+        for e in entries:
+            out.write(f"  - stop {e.model} (pid {e.pid})\n")
+        if not _confirm(args, out, f"Stop these {len(entries)} instances?"):
+            out.write("Down cancelled: nothing was changed.\n")
+            return 1
+        return _summary(applier.stop_all(), out)
