@@ -11,6 +11,10 @@ largest budget sums are offered; `best_sets` finds them best-first without listi
 combination (there are 2^n), and spreads sets of equal sums over interchangeable GPUs. The
 estimator runs once per distinct configuration: a one-GPU option is the same on every GPU, and
 a split's memory depends only on its size and its normalised shares.
+
+Models sized by `vram_mib` cannot be split by layers: vLLM (`split: auto`) splits evenly with
+tensor parallelism over `TP_SIZES` GPUs, each holding ceil(vram_mib / tp); Ollama and `command`
+run on one GPU. `most_mib` is the most memory any placement of a model can have.
 """
 
 from __future__ import annotations
@@ -26,12 +30,24 @@ from reconciler.estimate.facts import ModelFacts
 from reconciler.estimate.memory import MIB, RunConfig, estimate
 from reconciler.plan.budget import GpuBudget
 
-__all__ = ["MAX_SPLIT_GPUS", "MAX_SPLIT_SETS", "Option", "best_sets", "options_for", "run_config"]
+__all__ = [
+    "MAX_SPLIT_GPUS",
+    "MAX_SPLIT_SETS",
+    "ONE_GPU_BACKENDS",
+    "TP_SIZES",
+    "Option",
+    "best_sets",
+    "most_mib",
+    "options_for",
+    "run_config",
+]
 
 MAX_SPLIT_SETS = 32  # GPU sets tried per split size: the largest by budget first
 # llama.cpp drives at most 16 devices (llama_max_devices()), and its argument parser refuses a
 # --tensor-split of as many values (common/arg.cpp: size >= llama_max_devices()): 15 GPUs
 MAX_SPLIT_GPUS = 15
+TP_SIZES = (2, 4, 8)  # vLLM tensor parallelism beyond one GPU: powers of two
+ONE_GPU_BACKENDS = ("command", "ollama")  # no split of any kind
 PARTIAL_STEPS = (0.75, 0.5, 0.25)
 
 
@@ -44,6 +60,7 @@ class Option:
     tensor_split: tuple[float, ...] | None = None
     gpu_layers: int | str = "all"
     rank: int = 0  # preference class: lower is better
+    tensor_parallel: int | None = None  # vLLM's tensor-parallel size (1: one GPU); else None
 
     @property
     def total_mib(self) -> int:
@@ -177,9 +194,8 @@ def _variant_options(
     model: ModelSpec, facts: ModelFacts | None, budgets: Sequence[GpuBudget], rank: int
 ) -> list[Option]:
     gpus = _gpu_sets(model, budgets)
-    if facts is None:  # sized by vram_mib: one GPU, all of it there
-        need = model.vram_mib or 0
-        return [Option(model.name, (g,), (need,), 0, rank=rank) for g in gpus]
+    if facts is None:
+        return _even_options(model, gpus, budgets, rank)
     sizer = _Sizer(model, facts)
     one = run_config(model, 1)
     out = [sizer.option((g,), one, rank) for g in gpus]
@@ -198,6 +214,40 @@ def _variant_options(
         cpu = sizer.option((), run_config(model, 0), rank + 3)
         out.append(Option(cpu.variant, (), (), cpu.host_mib, gpu_layers=0, rank=rank + 3))
     return out
+
+
+def _even_options(
+    model: ModelSpec, gpus: list[int], budgets: Sequence[GpuBudget], rank: int
+) -> list[Option]:
+    """Sized by `vram_mib`: all of it on one GPU, or for vLLM an even share on each of 2, 4 or
+    8 GPUs (tensor parallelism), the sets with the largest budgets first."""
+    need = model.vram_mib or 0
+    tp = 1 if model.backend == "vllm" else None
+    out = [Option(model.name, (g,), (need,), 0, rank=rank, tensor_parallel=tp) for g in gpus]
+    if tp is None or model.split != "auto":
+        return out
+    budget = [b.budget_mib for b in budgets]
+    for size in (s for s in TP_SIZES if s <= len(gpus)):
+        each = -(-need // size)
+        out += [
+            Option(model.name, gpu_set, (each,) * size, 0, rank=rank + 1, tensor_parallel=size)
+            for gpu_set in best_sets(gpus, budget, size, MAX_SPLIT_SETS)
+        ]
+    return out
+
+
+def most_mib(model: ModelSpec, budgets: Sequence[int]) -> int:
+    """The most memory one placement of `model` can have on GPUs of these budgets: one GPU's
+    for Ollama, `command` and `split: never`; for vLLM the best even split over 1, 2, 4 or 8
+    GPUs; for llama.cpp the sum of the largest `MAX_SPLIT_GPUS`."""
+    room = sorted(budgets, reverse=True)
+    if not room:
+        return 0
+    if model.split != "auto" or model.backend in ONE_GPU_BACKENDS:
+        return room[0]
+    if model.backend == "vllm":
+        return max(tp * room[tp - 1] for tp in (1, *TP_SIZES) if tp <= len(room))
+    return sum(room[:MAX_SPLIT_GPUS])
 
 
 def options_for(

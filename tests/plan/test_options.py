@@ -14,7 +14,7 @@ from reconciler.estimate.facts import ModelFacts
 from reconciler.lockfile import facts_from_file
 from reconciler.plan import options
 from reconciler.plan.budget import GpuBudget
-from reconciler.plan.options import MAX_SPLIT_GPUS, best_sets, options_for, run_config
+from reconciler.plan.options import MAX_SPLIT_GPUS, best_sets, most_mib, options_for, run_config
 from tests.ggufs import Shape, write_gguf
 
 
@@ -147,3 +147,45 @@ def test_each_configuration_is_estimated_once_and_reused_exactly(
 def test_many_gpus_are_planned_without_listing_every_combination(facts: ModelFacts) -> None:
     got = options_for(spec(), [], {"m": facts}, budgets_of([20000 + 100 * i for i in range(64)]))
     assert len(got) == 64 + 32 * (MAX_SPLIT_GPUS - 1)
+
+
+def sized(backend: str, vram_mib: int, **fields: object) -> ModelSpec:
+    source = {"vllm": {"model": "org/m"}, "ollama": {"model": "m"}, "command": {"argv": ["/x"]}}
+    return ModelSpec.model_validate(
+        {"name": "m", "backend": backend, "vram_mib": vram_mib, **source[backend], **fields}
+    )
+
+
+def test_vllm_splits_evenly_over_two_four_or_eight_gpus_after_one() -> None:
+    got = options_for(sized("vllm", 30001), [], {}, budgets_of([20000] * 6))
+    order = [(o.rank, o.tensor_parallel or 0) for o in got]
+    assert order == sorted(order)
+    assert order[:6] == [(0, 1)] * 6  # one GPU first, then tensor parallel (rank 1)
+    assert {(o.tensor_parallel, len(o.gpus)) for o in got} == {(1, 1), (2, 2), (4, 4)}
+    assert {o.mib for o in got if o.tensor_parallel == 4} == {(7501,) * 4}  # ceil(30001 / 4)
+    assert all(o.tensor_split is None and o.host_mib == 0 for o in got)
+
+
+def test_backends_that_run_on_one_gpu_get_one_gpu_options_only() -> None:
+    budgets = budgets_of([20000] * 4)
+    for model in (
+        sized("ollama", 30000),
+        sized("command", 30000),
+        sized("vllm", 30000, split="never"),
+    ):
+        got = options_for(model, [], {}, budgets)
+        assert [o.gpus for o in got] == [(0,), (1,), (2,), (3,)]
+        assert {o.tensor_parallel for o in got} == ({1} if model.backend == "vllm" else {None})
+
+
+def test_the_most_a_placement_can_have_depends_on_how_the_backend_splits() -> None:
+    room = [20000, 9000, 8000, 7000, 3000]
+    assert most_mib(sized("ollama", 1), room) == 20000
+    assert most_mib(sized("command", 1), room) == 20000
+    assert most_mib(sized("vllm", 1, split="never"), room) == 20000
+    assert most_mib(sized("vllm", 1), room) == 28000  # four even shares of 7000
+    assert most_mib(sized("vllm", 1), [20000, 9000, 8000]) == 20000  # two of 9000 is less
+    assert most_mib(spec(), room) == 47000
+    assert most_mib(spec(), [1000] * 40) == 1000 * MAX_SPLIT_GPUS
+    assert most_mib(spec(split="never"), room) == 20000
+    assert most_mib(spec(), []) == 0
