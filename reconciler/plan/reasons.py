@@ -14,7 +14,7 @@ from reconciler.config.desired import ModelSpec
 from reconciler.estimate.facts import ModelFacts
 from reconciler.estimate.memory import MIB, estimate
 from reconciler.plan.budget import GpuBudget
-from reconciler.plan.options import Option, run_config
+from reconciler.plan.options import ONE_GPU_BACKENDS, Option, most_mib, run_config
 from reconciler.plan.search import Item
 from reconciler.state import Instance
 
@@ -101,10 +101,15 @@ def blocked(scene: Scene, m: ModelSpec, item: Item) -> str:
     running = {budgets[g].label for g in item.running or ()}
     room = [b for b in usable if b.startable or b.label in running]
     need = min(o.total_mib for o in item.options if o.variant == item.options[0].variant)
-    most = max((b.budget_mib for b in room), default=0)
-    if m.split == "auto":
-        most = max(most, sum(b.budget_mib for b in room))
-    reason = f"needs {need} MiB; the most any GPU set can give is {most} MiB"
+    most = most_mib(m, [b.budget_mib for b in room])
+    one_gpu = m.backend in ONE_GPU_BACKENDS
+    reason = f"needs {need} MiB; the most {'one GPU' if one_gpu else 'any GPU set'} can give"
+    reason += f" is {most} MiB"
+    if most < need <= sum(b.budget_mib for b in room) and len(room) > 1:
+        if one_gpu:  # the GPUs together would hold it: say why they do not count
+            reason += f" (backend {m.backend} runs on one GPU; split does not apply)"
+        elif m.backend == "vllm" and m.split == "auto":
+            reason += " (backend vllm splits evenly over 2, 4 or 8 GPUs)"
     if need <= most:
         return f"{reason}; {_full(scene, item)}{_holders(scene, item)}"
     hot = [b for b in usable if b not in room and b.budget_mib >= need]

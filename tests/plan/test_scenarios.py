@@ -1,6 +1,7 @@
 """Table-driven plan cases: each file in scenarios/ is desired + observed -> expected actions.
 
-`observed` starts from a hardware profile and adds programs, running instances of ours and
+`observed` starts from a hardware profile (bundled, or a file under scenarios/profiles/ when
+the name ends in .yaml) and adds programs, running instances of ours and
 temperatures. Models with `shape` get a GGUF header written for them (sparse); the others
 state `vram_mib`. `lost` lists GPUs fallen off the bus. `expect` lists every action: model,
 action, GPUs, words of the reason and, where given, the tensor split (as fractions) and the
@@ -23,12 +24,14 @@ from reconciler.plan.planner import make_plan
 from reconciler.state import GpuProcess, Instance, ObservedState
 from tests.ggufs import Shape, write_gguf
 
-CASES = sorted((Path(__file__).parent / "scenarios").glob("*.yaml"))
+SCENARIOS = Path(__file__).parent / "scenarios"
+CASES = sorted(SCENARIOS.glob("*.yaml"))
 
 
 def observed_state(spec: dict[str, Any]) -> ObservedState:
     name = spec.get("profile", "rtx4090")
-    state = from_profile(load_profile(name).spec, name)
+    profile = load_profile(str(SCENARIOS / "profiles" / name) if name.endswith(".yaml") else name)
+    state = from_profile(profile.spec, profile.name)
     gpus = list(state.gpus)
     for p in spec.get("processes", []):
         g = gpus[p["gpu"]]
