@@ -15,7 +15,7 @@ from reconciler.config.desired import ModelSpec
 from reconciler.estimate.facts import ModelFacts
 from reconciler.estimate.memory import MIB, estimate
 from reconciler.plan.budget import GpuBudget
-from reconciler.plan.options import Option, run_config
+from reconciler.plan.options import ONE_GPU_BACKENDS, Option, most_mib, run_config
 from reconciler.plan.search import Item
 from reconciler.state import Instance
 
@@ -92,16 +92,21 @@ def blocked(scene: Scene, m: ModelSpec, item: Item) -> str:
     running = {budgets[g].label for g in item.running or ()}
     room = [b for b in usable if b.startable or b.label in running]
     need = min(o.total_mib for o in item.options if o.variant == item.options[0].variant)
-    most = max((b.budget_mib for b in room), default=0)
-    if m.split == "auto":
-        most = max(most, sum(b.budget_mib for b in room))
     if need == 0:  # only the CPU: host memory is what it lacks
         host = min(o.host_mib for o in item.options)
         return f"needs {host} MiB of host memory, more than is left beside the models placed"
-    reason = f"needs {need} MiB; the most any GPU set can give is {most} MiB"
+    most = most_mib(m, [b.budget_mib for b in room])
     if need <= most:  # it would fit an empty machine: say what is left now, and who holds it
         left = _left(scene, item, room)
         return f"needs {need} MiB; {left}; {_full(scene, item)}{_holders(scene, item)}"
+    one_gpu = m.backend in ONE_GPU_BACKENDS
+    reason = f"needs {need} MiB; the most {'one GPU' if one_gpu else 'any GPU set'} can give"
+    reason += f" is {most} MiB"
+    if most < need <= sum(b.budget_mib for b in room) and len(room) > 1:
+        if one_gpu:  # the GPUs together would hold it: say why they do not count
+            reason += f" (backend {m.backend} runs on one GPU; split does not apply)"
+        elif m.backend == "vllm" and m.split == "auto":
+            reason += " (backend vllm splits evenly over 2, 4 or 8 GPUs)"
     hot = [b for b in usable if b not in room and b.budget_mib >= need]
     if hot:
         reason += "; " + "; ".join(f"GPU {b.label} is {b.too_hot}" for b in hot)

@@ -78,7 +78,7 @@ def launch_for(
     return Launch(
         source=spec.model,
         ctx=spec.ctx,
-        tensor_parallel=o.tensor_parallel if spec.backend == "vllm" else None,
+        tensor_parallel=max(len(o.gpus), 1) if spec.backend == "vllm" else None,
         **common,
     )
 

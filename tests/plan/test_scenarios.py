@@ -1,6 +1,7 @@
 """Table-driven plan cases: each file in scenarios/ is desired + observed -> expected actions.
 
-`observed` starts from a hardware profile and adds programs, running instances of ours and
+`observed` starts from a hardware profile (bundled, or a file under scenarios/profiles/ when
+the name ends in .yaml) and adds programs, running instances of ours and
 temperatures. Models with `shape` get a GGUF header written for them (sparse); the others
 state `vram_mib`. `lost` lists GPUs fallen off the bus. An instance is started as the desired
 file says unless its `launch` names fields it was started with instead (`{ctx: 8192}`);
@@ -38,7 +39,8 @@ from reconciler.state import GpuProcess, GpuState, Instance, ObservedState
 from tests.ggufs import Shape, write_gguf
 from tests.plan.simulate import carry_out
 
-CASES = sorted((Path(__file__).parent / "scenarios").glob("*.yaml"))
+SCENARIOS = Path(__file__).parent / "scenarios"
+CASES = sorted(SCENARIOS.glob("*.yaml"))
 
 
 def _add(gpu: GpuState, proc: GpuProcess, mib: int) -> GpuState:
@@ -76,7 +78,8 @@ def observed_state(
     spec: dict[str, Any], desired: Desired | None = None, facts: dict[str, ModelFacts] | None = None
 ) -> ObservedState:
     name = spec.get("profile", "rtx4090")
-    state = from_profile(load_profile(name).spec, name)
+    profile = load_profile(str(SCENARIOS / "profiles" / name) if name.endswith(".yaml") else name)
+    state = from_profile(profile.spec, profile.name)
     gpus = list(state.gpus)
     for p in spec.get("processes", []):
         proc = GpuProcess(
