@@ -99,12 +99,14 @@ def blocked(scene: Scene, m: ModelSpec, item: Item) -> str:
     if need <= most:  # it would fit an empty machine: say what is left now, and who holds it
         left = _left(scene, item, room)
         return f"needs {need} MiB; {left}; {_full(scene, item)}{_holders(scene, item)}"
-    one_gpu = m.backend in ONE_GPU_BACKENDS
+    one_gpu = m.backend in ONE_GPU_BACKENDS or m.split != "auto"
     reason = f"needs {need} MiB; the most {'one GPU' if one_gpu else 'any GPU set'} can give"
     reason += f" is {most} MiB"
     if most < need <= sum(b.budget_mib for b in room) and len(room) > 1:
-        if one_gpu:  # the GPUs together would hold it: say why they do not count
+        if m.backend in ONE_GPU_BACKENDS:  # the GPUs together would hold it: say why not
             reason += f" (backend {m.backend} runs on one GPU; split does not apply)"
+        elif m.split != "auto":
+            reason += " (split: never; `split: auto` would spread it over several GPUs)"
         elif m.backend == "vllm" and m.split == "auto":
             reason += " (backend vllm splits evenly over 2, 4 or 8 GPUs)"
     hot = [b for b in usable if b not in room and b.budget_mib >= need]
