@@ -37,7 +37,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/estimate_speed.py
 
 # The placement solver: time at 10x2 .. 1000x64, exactness at 50x8, optimality against brute
-# force on 1000 small instances (about a minute); rewrites bench/results/plan.md.
+# force on 1000 small instances, GGUF splits at 16-64 GPUs (about two minutes); rewrites
+# bench/results/plan.md.
 bench-plan: $(STAMP)
 	$(BIN)/python bench/plan_bench.py
 
