@@ -58,6 +58,8 @@ def _path(value: Any, info: ValidationInfo, expected: str) -> Path | None:
     """A path from the file: `~` expanded, relative ones against the file's folder."""
     if value is None:
         return None
+    if isinstance(value, Path):  # from Python, not from a file
+        value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise invalid(expected, value)
     path = Path(value).expanduser()
