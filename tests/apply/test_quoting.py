@@ -4,6 +4,8 @@ refuses. Whole units go through `systemd-analyze verify` in test_systemd.py."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reconciler.apply.quoting import (
     QuotingError,
@@ -91,3 +93,110 @@ def test_an_environment_file_escapes_what_its_double_quotes_need() -> None:
     assert text == '# secrets of chat\nTOKEN="a\\"b\\\\c\\$d\\`e\nf %g"\nPLAIN="x"\n'
     with pytest.raises(QuotingError):
         env_file_text({"BAD NAME": "x"})
+
+
+# An oracle written from systemd.syntax(7) and systemd.service(5), independent of the code
+# under test: how systemd reads an `ExecStart=` or `Environment=` value back into words.
+C_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+C_ESCAPES |= {"s": " ", "\\": "\\", '"': '"', "'": "'"}
+
+
+def specifiers(value: str) -> str:
+    out, i = [], 0
+    while i < len(value):
+        if value[i] == "%":
+            assert value[i + 1 : i + 2] == "%", f"a specifier %{value[i + 1 : i + 2]} would expand"
+            out.append("%")
+            i += 2
+        else:
+            out.append(value[i])
+            i += 1
+    return "".join(out)
+
+
+def words(value: str) -> list[str]:
+    """Split on white space outside quotes; C escapes inside and outside quotes."""
+    out: list[str] = []
+    word: list[str] | None = None
+    quote = ""
+    i = 0
+    while i < len(value):
+        ch = value[i]
+        if ch == "\\":
+            nxt = value[i + 1]
+            if nxt == "x":
+                ch, i = chr(int(value[i + 2 : i + 4], 16)), i + 4
+            else:
+                ch, i = C_ESCAPES[nxt], i + 2
+            word = (word or []) + [ch]
+            continue
+        if quote:
+            if ch == quote:
+                quote = ""
+            else:
+                word = (word or []) + [ch]
+        elif ch in "\"'":
+            quote, word = ch, word or []
+        elif ch in " \t":
+            if word is not None:
+                out.append("".join(word))
+            word = None
+        else:
+            word = (word or []) + [ch]
+        i += 1
+    assert not quote, "an unclosed quote"
+    if word is not None:
+        out.append("".join(word))
+    return out
+
+
+def exec_argv(value: str) -> list[str]:
+    """`ExecStart=value` as the argv the process gets (`$$` is `$`; a lone `$` expands)."""
+    out = []
+    for word in words(specifiers(value)):
+        assert "$" not in word.replace("$$", ""), f"{word!r} would expand a variable"
+        out.append(word.replace("$$", "$"))
+    return out
+
+
+TEXT = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)))
+
+
+@given(st.lists(TEXT, max_size=5))
+def test_every_argument_reads_back_as_itself(args: list[str]) -> None:
+    argv = ["/opt/my bin/100% é/llama-server", *args]
+    assert exec_argv(systemd_command(argv)) == argv
+
+
+@given(TEXT)
+def test_every_environment_value_reads_back_as_itself(value: str) -> None:
+    assert words(specifiers(systemd_env(f"NAME={value}"))) == [f"NAME={value}"]
+
+
+def env_file_values(text: str) -> dict[str, str]:
+    """systemd's reading of `NAME="value"` lines (double quotes; `\\` escapes `"\\`$`)."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(text):
+        if text[i] == "#":
+            i = text.index("\n", i) + 1
+            continue
+        eq = text.index("=", i)
+        name = text[i:eq]
+        assert text[eq + 1] == '"'
+        j, value = eq + 2, []
+        while text[j] != '"':
+            if text[j] == "\\":
+                j += 1
+                assert text[j] in '"\\`$', "an escape systemd would keep as two characters"
+            value.append(text[j])
+            j += 1
+        out[name] = "".join(value)
+        assert text[j + 1] == "\n"
+        i = j + 2
+    return out
+
+
+@given(st.dictionaries(st.sampled_from(["A", "TOKEN", "HF_TOKEN"]), TEXT))
+def test_every_secret_reads_back_from_its_environment_file(env: dict[str, str]) -> None:
+    assert env_file_values(env_file_text(env, "header\nlines")) == env
