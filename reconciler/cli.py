@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("logs", help="an instance's log")
     _command(p, "logs", "add_arguments", "logs_command")
 
+    p = sub.add_parser("render", help="what apply would launch: argv, environment, unit files")
+    _render_arguments(p)
+    p.set_defaults(func=_render)
+
     p = sub.add_parser("status", help="GPUs, what holds their memory, and our instances")
     p.add_argument("--json", action="store_true", help="the snapshot format (for --observed)")
     source = p.add_mutually_exclusive_group()
@@ -126,6 +130,19 @@ def _plan(args: argparse.Namespace, out: TextIO) -> int:
     from reconciler.commands.plan import plan_command  # noqa: PLC0415
 
     return plan_command(args, out)
+
+
+def _render_arguments(p: argparse.ArgumentParser) -> None:
+    from reconciler.commands.render import add_arguments  # noqa: PLC0415
+
+    add_arguments(p)
+
+
+def _render(args: argparse.Namespace, out: TextIO) -> int:
+    # Imported here: rendering loads jinja2.
+    from reconciler.commands.render import render_command  # noqa: PLC0415
+
+    return render_command(args, out)
 
 
 def _status(args: argparse.Namespace, out: TextIO) -> int:

@@ -84,6 +84,7 @@ class Applier:
 
     def carry_out(self, plan: Plan, desired: Desired) -> Outcome:
         outcome = Outcome()
+        self.prune()
         self._report_untouched(plan)
         stopped = self._stop(
             [a for a in plan.actions if a.action in ("stop", "restart", "move")], outcome
@@ -99,6 +100,19 @@ class Applier:
         if started:
             self._measure(started, outcome)
         return outcome
+
+    def prune(self) -> list[JournalEntry]:
+        """Drop the entries whose process is gone (it crashed, or was stopped outside
+        reconcile): the plan saw them as gone and starts them again where desired."""
+        gone = [e for e in self.journal() if not self.executor.alive(e)]
+        if gone:
+            pids = {e.pid for e in gone}
+            update_journal(self.state_dir, lambda es: [e for e in es if e.pid not in pids])
+            for e in gone:
+                self.say(
+                    f"  {e.model} (pid {e.pid}) is no longer running; dropped from the journal"
+                )
+        return gone
 
     def stop_all(self, outcome: Outcome | None = None) -> Outcome:
         """`down`: stop every instance of the journal (and only those)."""

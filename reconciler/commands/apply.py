@@ -88,33 +88,65 @@ def _confirm(args: argparse.Namespace, out: TextIO, question: str) -> bool:
 def _renderer(
     desired: Desired, plan: Plan, args: argparse.Namespace, state_dir: Path
 ) -> Callable[[Action, ModelSpec], Rendered]:
-    from reconciler.apply.render import render, resolve_program  # noqa: PLC0415
+    """Each launch rendered as `reconcile render` shows it: templates from `--templates`,
+    else the desired file's `templates:`, over ours; GPU totals from the plan."""
+    from reconciler.apply.programs import resolve_program  # noqa: PLC0415
+    from reconciler.apply.render import render  # noqa: PLC0415
 
     totals = {g.label: g.total_mib for g in plan.gpus}
-    templates = Path(args.templates) if args.templates else None
+    templates = Path(args.templates) if args.templates else desired.templates
 
     def make(action: Action, spec: ModelSpec) -> Rendered:
         assert action.launch is not None  # the applier checks
-        program = resolve_program(spec, desired, os.environ)
         return render(
             action.launch,
             spec,
-            program=program,
+            program=resolve_program(action.launch, desired, os.environ),
             executor="process",
-            templates=templates or desired.templates,
+            templates=templates,
             state_dir=state_dir,
-            estimate_mib=action.estimate_mib,
-            gpu_totals=totals,
+            gpu_total_mib=totals,
+            stop_timeout_s=args.stop_timeout,
         )
 
     return make
 
 
-def _ready(rendered: Rendered, alive: Callable[[], bool], timeout_s: float) -> tuple[bool, str]:
-    from reconciler.apply.health import wait_ready  # noqa: PLC0415
+def _readiness(
+    out: TextIO, state_dir: Path
+) -> Callable[[Rendered, Callable[[], bool], float], tuple[bool, str]]:
+    """Waiting for health: on a terminal one line that updates (model, seconds, the last line
+    of its log); otherwise nothing until the applier says ready or failed."""
+    from reconciler.apply.health import Probe, wait_ready  # noqa: PLC0415
+    from reconciler.apply.process import log_path  # noqa: PLC0415
 
-    probe = wait_ready(rendered, alive=alive, timeout_s=timeout_s)
-    return probe.ready, probe.detail
+    tty = out.isatty()
+
+    def ready(rendered: Rendered, alive: Callable[[], bool], timeout_s: float) -> tuple[bool, str]:
+        def progress(elapsed: float, seen: Probe) -> None:
+            last = _last_line(log_path(state_dir, rendered.unit))
+            out.write(f"\r\x1b[K  {rendered.model}: {elapsed:4.0f} s  {seen.state}  {last[:60]}")
+            out.flush()
+
+        probe = wait_ready(
+            rendered, alive=alive, timeout_s=timeout_s, on_progress=progress if tty else None
+        )
+        if tty:
+            out.write("\r\x1b[K")
+        return probe.ready, probe.detail
+
+    return ready
+
+
+def _last_line(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(handle.tell() - 4096, 0))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return lines[-1].strip() if lines else ""
 
 
 def _applier(
@@ -132,7 +164,7 @@ def _applier(
         state_dir=state_dir,
         executor=ProcessExecutor(state_dir, stop_timeout_s=args.stop_timeout),
         render=render,
-        ready=_ready,
+        ready=_readiness(out, state_dir),
         observe=pipeline.observe,
         say=lambda line: _say(out, line),
         health_timeout_s=getattr(args, "health_timeout", 600.0),

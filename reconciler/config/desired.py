@@ -54,6 +54,21 @@ SplitMode: TypeAlias = Annotated[SplitName, one_of(SplitName)]
 DesiredVersion: TypeAlias = Annotated[Literal[1], format_version(1)]
 
 
+def _path(value: Any, info: ValidationInfo, expected: str) -> Path | None:
+    """A path from the file: `~` expanded, relative ones against the file's folder."""
+    if value is None:
+        return None
+    if isinstance(value, Path):  # from Python, not from a file
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise invalid(expected, value)
+    path = Path(value).expanduser()
+    base = (info.context or {}).get("base_dir")
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    return path
+
+
 class Headroom(Frozen):
     """VRAM never used on each GPU: the larger of the two."""
 
@@ -122,19 +137,15 @@ class ModelSpec(Frozen):
     vram_mib: PositiveInt | None = Field(
         None, description="Memory the model needs, where it cannot be estimated from a GGUF."
     )
+    health_url: NonEmptyStr | None = Field(
+        None,
+        description="command: an http(s) URL that answers 200 to GET when the command is ready.",
+    )
 
     @field_validator("gguf", mode="before")
     @classmethod
     def _gguf_path(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            raise invalid("must be a path to a .gguf file", value)
-        path = Path(value).expanduser()
-        base = (info.context or {}).get("base_dir")
-        if not path.is_absolute() and base is not None:
-            path = Path(base) / path
-        return path
+        return _path(value, info, "must be a path to a .gguf file")
 
     @property
     def is_gguf(self) -> bool:
@@ -150,6 +161,27 @@ class Desired(Frozen):
         None, min_length=1, description="GPU indices or UUIDs we may use; default all."
     )
     models: tuple[ModelSpec, ...] = ()
+    templates: Path | None = Field(
+        None,
+        description="A folder of Jinja2 templates that override the bundled ones file by file "
+        "(backends/<backend>.j2, systemd/reconciler.service.j2); relative to this file's folder. "
+        "`--templates DIR` wins over it.",
+    )
+    llama_server: Path | None = Field(
+        None,
+        description="llama.cpp: the llama-server program, relative to this file's folder. "
+        "Default: $RECONCILER_LLAMA_SERVER, else llama-server on PATH.",
+    )
+
+    @field_validator("templates", mode="before")
+    @classmethod
+    def _templates_path(cls, value: Any, info: ValidationInfo) -> Any:
+        return _path(value, info, "must be the path of a folder of templates")
+
+    @field_validator("llama_server", mode="before")
+    @classmethod
+    def _llama_server_path(cls, value: Any, info: ValidationInfo) -> Any:
+        return _path(value, info, "must be the path of the llama-server program")
 
     def model_named(self, name: str) -> ModelSpec | None:
         return next((m for m in self.models if m.name == name), None)

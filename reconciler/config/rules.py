@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeAlias, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
@@ -28,6 +29,17 @@ SOURCE_WHAT = {
     "argv": "the command line to run, as a list",
 }
 SERVERS = ("llama.cpp", "vllm")
+# Environment variables the reconciler sets in every instance, and what from.
+RESERVED_ENV = {
+    "RECONCILER_INSTANCE": "our label, which says the process is ours",
+    "CUDA_VISIBLE_DEVICES": "the GPUs the plan places the model on",
+    "CUDA_DEVICE_ORDER": "the placement, so that CUDA numbers GPUs as NVML does",
+}
+OLLAMA_ENV = {
+    "OLLAMA_HOST": "`host` and `port`",
+    "OLLAMA_KEEP_ALIVE": "the reconciler, which keeps the model loaded",
+    "OLLAMA_MAX_LOADED_MODELS": "the reconciler, which runs one model per ollama serve",
+}
 
 
 def _valid(cls: type[T], raw: Any, context: Mapping[str, Any]) -> T | None:
@@ -100,6 +112,18 @@ def _model_problems(loc: Loc, m: ModelSpec) -> Iterator[Problem]:
             ),
         )
     yield from _flag_problems((*loc, "extra_args"), m)
+    yield from _env_problems((*loc, "env"), m)
+    if m.health_url is not None:
+        if m.backend != "command":
+            yield (
+                (*loc, "health_url"),
+                f"applies only to backend command; {m.backend} is checked by the reconciler",
+            )
+        elif not _is_http_url(m.health_url):
+            yield (
+                (*loc, "health_url"),
+                f'must be an http:// or https:// URL with a host, got "{m.health_url}"',
+            )
     for j, name in enumerate(m.fallbacks):
         if name == m.name:
             yield (*loc, "fallbacks", j), "a model cannot fall back to itself"
@@ -141,6 +165,22 @@ def _flag_problems(loc: Loc, m: ModelSpec) -> Iterator[Problem]:
             )
         elif positive_int(use.value) is None:
             yield (*loc, use.value_index), f'{flag} takes a positive integer, got "{use.value}"'
+
+
+def _env_problems(loc: Loc, m: ModelSpec) -> Iterator[Problem]:
+    """Variables the reconciler sets itself: a model's own value would undo the placement."""
+    reserved = {**RESERVED_ENV, **(OLLAMA_ENV if m.backend == "ollama" else {})}
+    for name in m.env:
+        if name in reserved:
+            yield (*loc, name), f"{name} is set by the reconciler from {reserved[name]}; remove it"
+
+
+def _is_http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and text.isprintable()
 
 
 def _repeats(loc: Loc, items: Sequence[Any]) -> Iterator[Problem]:

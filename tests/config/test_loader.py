@@ -62,6 +62,15 @@ def test_relative_gguf_resolves_against_the_files_folder(tmp_path: Path) -> None
     assert spec.models[1].gguf == Path("/abs/b.gguf")
 
 
+def test_templates_and_llama_server_resolve_against_the_files_folder(tmp_path: Path) -> None:
+    path = tmp_path / "desired.yaml"
+    path.write_text("version: 1\ntemplates: my-templates\nllama_server: ~/bin/llama-server\n")
+    spec = load_desired(path).spec
+    assert spec.templates == tmp_path / "my-templates"
+    assert spec.llama_server == Path.home() / "bin" / "llama-server"
+    assert parse("version: 1\n").templates is None
+
+
 def test_env_expansion_and_escape() -> None:
     spec = parse(
         "version: 1\nmodels:\n"

@@ -67,10 +67,10 @@ def test_failed_health_is_stopped_and_reported_and_the_others_go_on(project: Pro
         project.model("broken", bad, "--health", "500", priority=9),
         project.model("fine", good),
     )
-    code, out, _err = project.apply()
+    code, out, _err = project.apply("--health-timeout", "3")
     assert code == 1
-    assert "error: broken:" in out
-    assert "tiny_server listening on" in out  # the tail of its log
+    assert "error: broken: reconciler-broken: not ready after 3 s" in out
+    assert '"GET /health HTTP/1.1" 500' in out  # the tail of its log
     assert "Apply complete: 1 started, 0 stopped, 1 failed." in out
     assert set(project.pids()) == {"fine"}
     assert get(bad) == (0, "")  # stopped
