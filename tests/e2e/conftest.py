@@ -85,8 +85,8 @@ class Project:
             **keys,
         }
 
-    def write(self, *models: dict[str, Any]) -> None:
-        self.file.write_text(dump_yaml({"version": 1, "models": list(models)}))
+    def write(self, *models: dict[str, Any], **top: Any) -> None:
+        self.file.write_text(dump_yaml({"version": 1, **top, "models": list(models)}))
 
     def run(self, *argv: str) -> tuple[int, str, str]:
         self.capsys.readouterr()
@@ -94,13 +94,15 @@ class Project:
         got = self.capsys.readouterr()
         return code, got.out, got.err
 
-    def apply(self, *extra: str, target: str | None = None) -> tuple[int, str, str]:
+    def apply(
+        self, *extra: str, target: str | None = None, profile: str = "rtx4090"
+    ) -> tuple[int, str, str]:
         return self.run(
             "apply",
             target or str(self.file),
             "--yes",
             "--profile",
-            "rtx4090",
+            profile,
             "--state-dir",
             str(self.state),
             "--health-timeout",
