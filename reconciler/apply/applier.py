@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from reconciler.apply.journal import boot_id, update_journal
-from reconciler.apply.process import ProcessExecutor, Stopped
+from reconciler.apply.process import Started, Stopped
 from reconciler.apply.units import Rendered
 from reconciler.config.desired import Desired, ModelSpec
 from reconciler.errors import ApplyError
@@ -32,12 +33,28 @@ from reconciler.observe.journal import JOURNAL, JournalEntry, read_journal
 from reconciler.plan.model import Action, Plan
 from reconciler.state import ObservedState
 
-__all__ = ["MEASURED_MARGIN", "Applier", "Outcome"]
+__all__ = ["MEASURED_MARGIN", "Applier", "Executor", "Outcome"]
 
 MEASURED_MARGIN = 0.10  # measured above estimate by more than this: a warning
 RELEASE_POLL_S = 0.25
 
 Render = Callable[[Action, ModelSpec], Rendered]
+
+
+class Executor(Protocol):
+    """What the applier needs of an executor (process, systemd): start, verify, stop."""
+
+    name: str
+
+    def start(self, rendered: Rendered) -> Started: ...
+
+    def alive(self, entry: JournalEntry) -> bool: ...
+
+    def stop(self, entry: JournalEntry) -> Stopped: ...
+
+    def log_tail(self, unit: str, lines: int = 20) -> list[str]: ...
+
+
 Ready = Callable[[Rendered, Callable[[], bool], float], tuple[bool, str]]
 
 
@@ -62,16 +79,20 @@ class Applier:
         self,
         *,
         state_dir: Path,
-        executor: ProcessExecutor,
+        executor: Executor,
         render: Render | None,
         ready: Ready,
         observe: Callable[[], ObservedState],
         say: Callable[[str], None],
         health_timeout_s: float = 600.0,
         release_timeout_s: float = 60.0,
+        others: Mapping[str, Executor] | None = None,
     ) -> None:
+        """`executor` starts; an instance is stopped and checked by the executor that
+        started it (the journal says which): `executor`, or the one of `others` by name."""
         self.state_dir = state_dir
         self.executor = executor
+        self.others = dict(others or {})
         self.render = render
         self.ready = ready
         self.observe = observe
@@ -104,7 +125,7 @@ class Applier:
     def prune(self) -> list[JournalEntry]:
         """Drop the entries whose process is gone (it crashed, or was stopped outside
         reconcile): the plan saw them as gone and starts them again where desired."""
-        gone = [e for e in self.journal() if not self.executor.alive(e)]
+        gone = [e for e in self.journal() if not self._of(e).alive(e)]
         if gone:
             pids = {e.pid for e in gone}
             update_journal(self.state_dir, lambda es: [e for e in es if e.pid not in pids])
@@ -120,6 +141,17 @@ class Applier:
         pids = [self._stop_entry(e, "down", outcome) for e in self.journal()]
         self._wait_released([p for p in pids if p is not None])
         return outcome
+
+    def _of(self, entry: JournalEntry) -> Executor:
+        if entry.executor == self.executor.name:
+            return self.executor
+        found = self.others.get(entry.executor)
+        if found is None:
+            raise ApplyError(
+                f"{entry.model} (pid {entry.pid}) was started by the {entry.executor} "
+                f"executor; run with --executor {entry.executor} to stop it"
+            )
+        return found
 
     def _report_untouched(self, plan: Plan) -> None:
         for a in plan.actions:
@@ -145,7 +177,7 @@ class Applier:
         return pids
 
     def _stop_entry(self, entry: JournalEntry, why: str, outcome: Outcome) -> int | None:
-        result: Stopped = self.executor.stop(entry)
+        result: Stopped = self._of(entry).stop(entry)
         update_journal(self.state_dir, lambda es: [e for e in es if e.pid != entry.pid])
         if result.how == "not ours":
             self.say(
@@ -199,9 +231,9 @@ class Applier:
             port=a.launch.port,
             launch=a.launch,
             estimate_mib=dict(a.estimate_mib),
-            executor="process",
+            executor="systemd" if self.executor.name == "systemd" else "process",
             boot_id=boot_id(),
-            log=str(started.log),
+            log=str(started.log) if started.log is not None else None,
             started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
         update_journal(self.state_dir, lambda es: [*es, entry])  # before waiting: never lost
@@ -215,10 +247,11 @@ class Applier:
         tail = self.executor.log_tail(rendered.unit)
         self._stop_entry(entry, "failed health", Outcome())
         lines = "\n".join(f"    {line}" for line in tail)
+        log = str(started.log) if started.log is not None else "its log"
         outcome.failed.append(
-            f"{a.model}: {detail}; stopped. Last lines of {started.log}:\n{lines}"
+            f"{a.model}: {detail}; stopped. Last lines of {log}:\n{lines}"
             if tail
-            else f"{a.model}: {detail}; stopped (its log {started.log} is empty)"
+            else f"{a.model}: {detail}; stopped ({log} is empty)"
         )
         self.say(f"! {a.model}: {detail}")
         return None

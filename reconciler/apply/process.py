@@ -27,7 +27,14 @@ from reconciler.apply.units import LABEL, Rendered
 from reconciler.errors import ApplyError
 from reconciler.observe.journal import JournalEntry
 
-__all__ = ["LOG_LIMIT", "ProcessExecutor", "Started", "Stopped", "log_path"]
+__all__ = [
+    "LOG_LIMIT",
+    "ProcessExecutor",
+    "Started",
+    "Stopped",
+    "identity_problem",
+    "log_path",
+]
 
 LOG_LIMIT = 10 * 1024 * 1024  # bytes; a larger log is rotated when its instance starts
 START_TOLERANCE_S = 0.05
@@ -38,7 +45,7 @@ POLL_S = 0.05
 class Started:
     pid: int
     start_time: float
-    log: Path
+    log: Path | None  # the process executor's log file; systemd: journalctl
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,7 @@ def _rotate(path: Path) -> None:
             os.replace(path, path.with_name(path.name + ".1"))
 
 
-def _ours(entry: JournalEntry, proc: psutil.Process) -> str | None:
+def identity_problem(entry: JournalEntry, proc: psutil.Process) -> str | None:
     """Why `proc` is not the journal's instance, or None when it is (pid + start time +
     label): a reused pid has another start time, a look-alike has no label."""
     try:
@@ -180,7 +187,7 @@ class ProcessExecutor:
                 return False
         except psutil.NoSuchProcess:
             return False
-        return _ours(entry, proc) is None
+        return identity_problem(entry, proc) is None
 
     def stop(self, entry: JournalEntry) -> Stopped:
         """Stop the instance of `entry`, verified as ours right before each signal."""
@@ -190,7 +197,7 @@ class ProcessExecutor:
                 proc = psutil.Process(entry.pid)
             except psutil.NoSuchProcess:
                 return Stopped("gone")
-            why = _ours(entry, proc)
+            why = identity_problem(entry, proc)
             if why == "it has exited":
                 _reap(entry.pid)
                 return Stopped("gone")

@@ -52,6 +52,18 @@ def add_arguments(p: argparse.ArgumentParser, *, down: bool = False) -> None:
         help="seconds to wait for another apply to finish (default 600)",
     )
     p.add_argument("--stop-timeout", type=float, default=10.0, metavar="S")
+    p.add_argument(
+        "--executor",
+        choices=("process", "systemd"),
+        default="process",
+        help="process: detached process groups with a log each (default); systemd: units "
+        "reconciler-<model>.service",
+    )
+    p.add_argument(
+        "--system",
+        action="store_true",
+        help="with --executor systemd: system units (/etc/systemd/system) instead of --user",
+    )
     if not down:
         p.add_argument("--templates", metavar="DIR", help="templates overriding ours, by file")
         p.add_argument(
@@ -102,7 +114,7 @@ def _renderer(
             action.launch,
             spec,
             program=resolve_program(action.launch, desired, os.environ),
-            executor="process",
+            executor=args.executor,
             templates=templates,
             state_dir=state_dir,
             gpu_total_mib=totals,
@@ -155,14 +167,25 @@ def _applier(
     out: TextIO,
     render: Callable[[Action, ModelSpec], Rendered] | None = None,
 ) -> Applier:
+    from reconciler.apply import systemd  # noqa: PLC0415
     from reconciler.apply.applier import Applier  # noqa: PLC0415
     from reconciler.apply.process import ProcessExecutor  # noqa: PLC0415
+    from reconciler.apply.unitexec import SystemdInstances  # noqa: PLC0415
 
     state_dir = _state_dir(args)
-
+    process = ProcessExecutor(state_dir, stop_timeout_s=args.stop_timeout)
+    runner = systemd.run_command  # looked up now: tests put a stand-in for systemctl there
+    units = SystemdInstances(
+        systemd.SystemdExecutor(scope="system", runner=runner)
+        if args.system
+        else systemd.SystemdExecutor(scope="user", runner=runner),
+        state_dir,
+    )
+    chosen, other = (units, process) if args.executor == "systemd" else (process, units)
     return Applier(
         state_dir=state_dir,
-        executor=ProcessExecutor(state_dir, stop_timeout_s=args.stop_timeout),
+        executor=chosen,
+        others={other.name: other},
         render=render,
         ready=_readiness(out, state_dir),
         observe=pipeline.observe,

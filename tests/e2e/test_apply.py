@@ -36,6 +36,18 @@ def test_start_then_nothing_to_do(project: Project) -> None:
     code, out, _err = project.apply()
     assert (code, out.splitlines()[-1]) == (0, "No changes. 1 to keep.")
     assert project.pids() == {"chat": entry.pid}
+    code, out, _err = project.run("logs", "chat", "--state-dir", str(project.state))
+    assert code == 0
+    assert f"tiny_server listening on {port}" in out
+    code, _out, err = project.run("logs", "nope", "--state-dir", str(project.state))
+    assert code == 1
+    assert err.startswith("no log for nope: the journal in ")
+    code, out, _err = project.run(
+        "status", "--profile", "rtx4090", "--state-dir", str(project.state)
+    )
+    line = next(x for x in out.splitlines() if x.startswith("    chat"))
+    assert f"pid {entry.pid}  running  up " in line
+    assert f"port {port}  GPU 0  1000 MiB (estimated 1000)  (journal)" in line
 
 
 def test_restart_on_change_and_stop_on_removal(project: Project) -> None:

@@ -1,0 +1,74 @@
+"""Instances as systemd units, behind the same interface as the process executor.
+
+`SystemdExecutor` speaks systemctl; this adds what the applier needs of any executor: the
+journal's identity check before every stop (pid + start time + our label, as for processes:
+systemd's own main pid is checked too), the process's start time for the journal, and the
+log tail from journalctl. A stopped instance's unit and environment files are removed: the
+next start writes them again from the plan.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psutil
+
+from reconciler.apply.process import Started, Stopped, identity_problem
+from reconciler.apply.systemd import SystemdExecutor
+from reconciler.apply.units import Rendered
+from reconciler.errors import ApplyError
+from reconciler.observe.journal import JournalEntry
+
+__all__ = ["SystemdInstances"]
+
+
+class SystemdInstances:
+    """The applier's executor for `--executor systemd`."""
+
+    name = "systemd"
+
+    def __init__(
+        self, systemd: SystemdExecutor, state_dir: Path, *, start_timeout_s: float = 30.0
+    ) -> None:
+        self.systemd = systemd
+        self.state_dir = state_dir
+        self.start_timeout_s = start_timeout_s
+        self._env_files: dict[str, str] = {}
+
+    def start(self, rendered: Rendered) -> Started:
+        pid, start_time = self.systemd.start(rendered, timeout_s=self.start_timeout_s)
+        if rendered.env_file is not None:
+            self._env_files[rendered.unit] = rendered.env_file
+        return Started(pid, start_time, None)
+
+    def alive(self, entry: JournalEntry) -> bool:
+        if entry.unit is None:
+            return False
+        if not self.systemd.state(entry.unit).running:
+            return False
+        try:
+            proc = psutil.Process(entry.pid)
+        except psutil.NoSuchProcess:
+            return False
+        return identity_problem(entry, proc) is None
+
+    def stop(self, entry: JournalEntry) -> Stopped:
+        if entry.unit is None:
+            return Stopped("not ours", "the journal names no unit for it")
+        try:
+            proc = psutil.Process(entry.pid)
+        except psutil.NoSuchProcess:
+            proc = None
+        why = identity_problem(entry, proc) if proc is not None else "it has exited"
+        if why not in (None, "it has exited"):
+            return Stopped("not ours", why)
+        try:
+            self.systemd.stop(entry.unit, pid=entry.pid if why is None else None)
+        except ApplyError as exc:
+            return Stopped("not ours", str(exc))
+        self.systemd.remove(entry.unit, env_file=self._env_files.pop(entry.unit, None))
+        return Stopped("gone" if why else "systemctl stop")
+
+    def log_tail(self, unit: str, lines: int = 20) -> list[str]:
+        done = self.systemd._run(self.systemd.logs_argv(unit, lines))
+        return (done.stdout or "").splitlines()[-lines:]
