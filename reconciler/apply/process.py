@@ -163,7 +163,7 @@ class ProcessExecutor:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     env=env,
-                    cwd=self.state_dir,
+                    cwd=rendered.cwd or self.state_dir,
                     start_new_session=True,
                     close_fds=True,
                 )

@@ -259,12 +259,14 @@ def render(
     state_dir: Path,
     gpu_total_mib: Mapping[str, int] | None = None,
     stop_timeout_s: float = 10.0,
+    workdir: Path | None = None,
 ) -> Rendered:
     """What to start for `launch`: `spec` is the desired entry it runs (`launch.variant`),
     for its `env` values; `program` the resolved path (`resolve_program`); `templates` the
-    user's folder of overrides (None: ours alone); `state_dir` the folder the instance runs
-    in (and where a unit's environment file lives). `ApplyError` for anything that cannot be
-    rendered, naming the template and line."""
+    user's folder of overrides (None: ours alone); `state_dir` where a unit's environment
+    file lives; `workdir` the folder the instance runs in (apply: the desired file's, so that
+    relative paths in a command mean what they mean beside it; default `state_dir`).
+    `ApplyError` for anything that cannot be rendered, naming the template and line."""
     if spec.name != launch.variant:
         raise ValueError(f"spec {spec.name} is not the launch's variant {launch.variant}")
     unit = unit_name(launch.model)
@@ -309,6 +311,7 @@ def render(
                 "environment": {k: v for k, v in env.items() if k not in secrets},
                 "env_file": env_file,
                 "state_dir": str(state_dir),
+                "workdir": str(workdir or state_dir),
                 "stop_timeout_s": f"{stop_timeout_s:g}",
                 "start_limit_interval_s": START_LIMIT_INTERVAL_S,
                 "start_limit_burst": START_LIMIT_BURST,
@@ -329,7 +332,7 @@ def render(
         unit_text=unit_text,
         launch_hash=launch.hash,
         env_file=env_file,
-        cwd=str(state_dir),
+        cwd=str(workdir or state_dir),
         extra={"port": port} if port is not None else {},
     )
 

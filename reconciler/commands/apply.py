@@ -107,6 +107,9 @@ def _renderer(
 
     totals = {g.label: g.total_mib for g in plan.gpus}
     templates = Path(args.templates) if args.templates else desired.templates
+    # Instances run in the desired file's folder: relative paths in a command's argv (like
+    # `gguf:` paths) mean what they mean beside the file.
+    workdir = Path(plan.desired_file).parent if plan.desired_file else None
 
     def make(action: Action, spec: ModelSpec) -> Rendered:
         assert action.launch is not None  # the applier checks
@@ -119,6 +122,7 @@ def _renderer(
             state_dir=state_dir,
             gpu_total_mib=totals,
             stop_timeout_s=args.stop_timeout,
+            workdir=workdir,
         )
 
     return make
@@ -202,7 +206,7 @@ def _pipeline(args: argparse.Namespace) -> Pipeline:
     )
 
 
-def _summary(outcome: Outcome, out: TextIO) -> int:
+def _summary(outcome: Outcome, out: TextIO, verb: str = "Apply") -> int:
     for warning in outcome.warnings:
         out.write(f"warning: {warning}\n")
     for failure in outcome.failed:
@@ -210,7 +214,7 @@ def _summary(outcome: Outcome, out: TextIO) -> int:
     parts = [f"{len(outcome.started)} started", f"{len(outcome.stopped)} stopped"]
     if outcome.failed:
         parts.append(f"{len(outcome.failed)} failed")
-    out.write("Apply complete: " + ", ".join(parts) + ".\n")
+    out.write(f"{verb} complete: " + ", ".join(parts) + ".\n")
     return outcome.code
 
 
@@ -269,4 +273,4 @@ def down_command(args: argparse.Namespace, out: TextIO) -> int:
         if not _confirm(args, out, f"Stop these {len(entries)} instances?"):
             out.write("Down cancelled: nothing was changed.\n")
             return 1
-        return _summary(applier.stop_all(), out)
+        return _summary(applier.stop_all(), out, "Down")

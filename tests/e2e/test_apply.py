@@ -276,3 +276,14 @@ def test_an_instance_only_its_label_says_is_ours_is_left_alone(project: Project)
     finally:
         stray.kill()
         stray.wait()
+
+
+def test_a_command_runs_in_the_desired_files_folder(project: Project) -> None:
+    (project.root / "server.py").write_text(TINY.read_text())
+    port = free_port()
+    model = project.model("chat", port)
+    model["argv"] = [sys.executable, "server.py", str(port)]  # relative to the desired file
+    project.write(model)
+    code, out, _err = project.apply()
+    assert code == 0, out
+    assert get(port) == (200, "ok")
