@@ -112,6 +112,9 @@ def _kept_at(item: Item, chosen: Option) -> Item:
     return replace(item, options=options)
 
 
+Placed = tuple[list[Item], dict[str, Option]]  # the placed set, and each one's option
+
+
 def _join(
     search: Search,
     solution: Solution,
@@ -121,7 +124,7 @@ def _join(
     *,
     plan_limit: int,
     node_limit: int,
-) -> tuple[list[Item], dict[str, Option]] | None:
+) -> Placed | None:
     """The placed set with `item` in it, others moved as they may; None when it cannot join
     (proven, or the search was cut short: then the solution is marked inexact)."""
     together = [*placed, item]
@@ -132,19 +135,36 @@ def _join(
     ):
         refused.append(item)
         return None
+    result, unsure = _attempt(
+        search, solution, together, plan_limit=plan_limit, node_limit=node_limit
+    )
+    if result is None and not unsure:
+        refused.append(item)
+    return result
+
+
+def _attempt(
+    search: Search,
+    solution: Solution,
+    together: list[Item],
+    *,
+    plan_limit: int,
+    node_limit: int,
+) -> tuple[Placed | None, bool]:
+    """One search over `together`: the placed set (each item capped at its class) and the
+    options when an assignment exists; and whether a "no" is not a proof (a limit cut it
+    short, or it was not started), which marks the solution inexact."""
     if search.nodes >= plan_limit or len(together) > SEARCH_MODELS:
         solution.exact = False
-        return None
+        return None, True
     solution.searches += 1
     found, cut = _decide(search, together, min(node_limit, plan_limit - search.nodes))
     if found is not None:
         kept = [_kept_at(i, found[i.name]) for i in together]
-        return kept, {name: _plain(o) for name, o in found.items()}
+        return (kept, {name: _plain(o) for name, o in found.items()}), False
     if cut:
         solution.exact = False
-    else:
-        refused.append(item)
-    return None
+    return None, cut
 
 
 def _improve(
@@ -156,7 +176,7 @@ def _improve(
     *,
     plan_limit: int,
     node_limit: int,
-) -> tuple[list[Item], dict[str, Option]]:
+) -> Placed:
     """A model that joined on a worse class than it could have (a fallback, fewer layers)
     because of where higher-priority models happened to be: move them, within their own
     classes, when that gives it a better class. Best class first; so the next plan, which
@@ -170,16 +190,12 @@ def _improve(
         together = [*others, trial]
         if not search.alone_fits(trial) or search.proven_impossible(together):
             continue
-        if search.nodes >= plan_limit or len(together) > SEARCH_MODELS:
-            solution.exact = False
-            break
-        solution.searches += 1
-        found, cut = _decide(search, together, min(node_limit, plan_limit - search.nodes))
-        if found is not None:
-            kept = [_kept_at(i, found[i.name]) for i in together]
-            return kept, {name: _plain(o) for name, o in found.items()}
-        if cut:
-            solution.exact = False
+        result, unsure = _attempt(
+            search, solution, together, plan_limit=plan_limit, node_limit=node_limit
+        )
+        if result is not None:
+            return result
+        if unsure:
             break
     return placed, best
 
