@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("down", help="stop every instance the reconciler started")
     _command(p, "apply", "add_arguments", "down_command", down=True)
 
+    p = sub.add_parser("watch", help="apply whenever the desired file or the machine changes")
+    _command(p, "watch", "add_arguments", "watch_command")
+
     p = sub.add_parser("logs", help="an instance's log")
     _command(p, "logs", "add_arguments", "logs_command")
 

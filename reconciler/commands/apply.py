@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["add_arguments", "apply_command", "down_command"]
 
 
-def add_arguments(p: argparse.ArgumentParser, *, down: bool = False) -> None:
+def add_arguments(p: argparse.ArgumentParser, *, down: bool = False, confirm: bool = True) -> None:
     if not down:
         p.add_argument(
             "file",
@@ -39,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser, *, down: bool = False) -> None:
             default="desired.yaml",
             help="the desired-state file, or a plan saved by `reconcile plan -o` (.json)",
         )
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    if confirm:
+        p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--profile", metavar="NAME|PATH", help="simulated GPUs: a profile")
     source.add_argument("--observed", metavar="FILE", help="simulated GPUs: a snapshot")
@@ -129,14 +130,14 @@ def _renderer(
 
 
 def _readiness(
-    out: TextIO, state_dir: Path
+    out: TextIO, state_dir: Path, *, progress: bool = True
 ) -> Callable[[Rendered, Callable[[], bool], float], tuple[bool, str]]:
     """Waiting for health: on a terminal one line that updates (model, seconds, the last line
     of its log); otherwise nothing until the applier says ready or failed."""
     from reconciler.apply.health import Probe, wait_ready  # noqa: PLC0415
     from reconciler.apply.process import log_path  # noqa: PLC0415
 
-    tty = out.isatty()
+    tty = progress and out.isatty()
 
     def ready(rendered: Rendered, alive: Callable[[], bool], timeout_s: float) -> tuple[bool, str]:
         def progress(elapsed: float, seen: Probe) -> None:
@@ -170,7 +171,10 @@ def _applier(
     pipeline: Pipeline,
     out: TextIO,
     render: Callable[[Action, ModelSpec], Rendered] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> Applier:
+    """The applier of these options; its lines go to `out`, or to `say` (the watcher's log,
+    with no progress line)."""
     from reconciler.apply import systemd  # noqa: PLC0415
     from reconciler.apply.applier import Applier  # noqa: PLC0415
     from reconciler.apply.process import ProcessExecutor  # noqa: PLC0415
@@ -191,9 +195,9 @@ def _applier(
         executor=chosen,
         others={other.name: other},
         render=render,
-        ready=_readiness(out, state_dir),
+        ready=_readiness(out, state_dir, progress=say is None),
         observe=pipeline.observe,
-        say=lambda line: _say(out, line),
+        say=say or (lambda line: _say(out, line)),
         health_timeout_s=getattr(args, "health_timeout", 600.0),
     )
 

@@ -63,7 +63,18 @@ def displaced(scene: Scene, item: Item, now: Instance, shed: int | None) -> str 
         return None
     for g, need in zip(here.gpus, here.mib, strict=True):
         b = budgets[g]
-        if need > b.budget_mib and need <= b.budget_mib + b.foreign_mib:
+        # what our models running there hold now: when that no longer fits because other
+        # programs took memory, this one (the lowest that must go) yields to them
+        held = sum(
+            n
+            for other in scene.items.values()
+            for o in other.options
+            if o.here
+            for gpu, n in zip(o.gpus, o.mib, strict=True)
+            if gpu == g
+        )
+        held = max(held, need)
+        if held > b.budget_mib and held <= b.budget_mib + b.foreign_mib:
             if not b.programs:
                 unnamed = f"{b.foreign_mib} MiB on GPU {b.label}"
                 return f"yielding to programs NVML does not name ({unnamed})"

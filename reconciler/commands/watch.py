@@ -1,0 +1,101 @@
+"""`reconcile watch [FILE]`: apply whenever the files or the machine change (see `watch.py`).
+
+SIGINT and SIGTERM end the watcher cleanly and leave the models running (they are the
+declared state); `--stop-on-exit` stops them. One log line per action with its reason
+(`--log-format json` for machines), and a heartbeat at most every few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TextIO
+
+from reconciler.commands.apply import add_arguments as apply_arguments
+
+if TYPE_CHECKING:
+    from reconciler.apply.applier import Applier
+    from reconciler.pipeline import DesiredInput
+    from reconciler.plan.model import Plan
+
+__all__ = ["add_arguments", "watch_command"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    apply_arguments(p, confirm=False)
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds between observations of the machine (default 1)",
+    )
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--stop-on-exit",
+        action="store_true",
+        help="stop the models when the watcher ends (by default they keep running)",
+    )
+
+
+def watch_command(args: argparse.Namespace, out: TextIO) -> int:
+    from reconciler.commands.apply import (  # noqa: PLC0415
+        _applier,
+        _pipeline,
+        _renderer,
+        _say,
+        _state_dir,
+    )
+    from reconciler.watch import Watcher, log_line  # noqa: PLC0415
+
+    state_dir = _state_dir(args)
+    pipeline = _pipeline(args)
+    json_format = args.log_format == "json"
+
+    def emit(record: dict[str, Any]) -> None:
+        _say(out, log_line(record, json_format=json_format))
+
+    def applied(line: str) -> None:
+        emit({"event": "apply", "message": line.strip()})
+
+    def applier_for(plan: Plan, desired: DesiredInput) -> Applier:
+        spec = desired.file.spec
+        return _applier(
+            args, pipeline, out, render=_renderer(spec, plan, args, state_dir), say=applied
+        )
+
+    watcher = Watcher(
+        Path(args.file),
+        pipeline=pipeline,
+        applier_for=applier_for,
+        state_dir=state_dir,
+        interval_s=args.interval,
+        emit=emit,
+        lock_timeout_s=args.lock_timeout,
+    )
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        emit({"event": "stopping", "message": f"{signal.Signals(signum).name} received"})
+        watcher.stop.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    emit(
+        {
+            "event": "watching",
+            "file": str(Path(args.file).resolve()),
+            "message": f"{args.file} and the machine every {args.interval:g} s",
+        }
+    )
+    watcher.run()
+    if args.stop_on_exit:
+        from reconciler.apply.lock import state_lock  # noqa: PLC0415
+
+        with state_lock(state_dir, timeout_s=args.lock_timeout):
+            outcome = _applier(args, pipeline, out, say=applied).stop_all()
+        emit({"event": "stopped", "message": f"{len(outcome.stopped)} models stopped on exit"})
+    else:
+        emit({"event": "exit", "message": "the models keep running (--stop-on-exit stops them)"})
+    return 0

@@ -1,0 +1,242 @@
+"""`reconcile watch` with real processes on a simulated machine (a snapshot the test rewrites):
+edits start what they add and touch nothing else, an editor's save is seen, a broken file
+changes nothing, a game taking the memory makes the lowest-priority model step aside, a
+crashed model comes back, and SIGTERM leaves the models running."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.cli import main
+from reconciler.config.yamlfile import dump_yaml
+from tests.e2e.conftest import ROOT, Project, alive, free_port, get, wait_gone
+
+
+class Watch:
+    """`reconcile watch` as its own process; its JSON log lines read as they come."""
+
+    def __init__(self, project: Project, snapshot: Path) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "watch",
+            str(project.file),
+            "--observed",
+            str(snapshot),
+            "--state-dir",
+            str(project.state),
+            "--interval",
+            "0.2",
+            "--log-format",
+            "json",
+            "--health-timeout",
+            "20",
+        ]
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                self.lines.put(json.loads(line))
+            except json.JSONDecodeError:
+                self.lines.put({"event": "raw", "message": line.rstrip()})
+
+    def wait(self, want: Callable[[dict[str, Any]], bool], timeout_s: float = 20) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                record = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self.seen.append(record)
+            if want(record):
+                return record
+        raise AssertionError(f"not seen in {timeout_s} s; the log was:\n{self.seen}")
+
+    def event(self, name: str, model: str | None = None) -> dict[str, Any]:
+        return self.wait(lambda r: r["event"] == name and model in (None, r.get("model")))
+
+    def end(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(20)
+
+
+@pytest.fixture
+def snapshot(project: Project) -> Path:
+    path = project.root / "machine.json"
+    assert main(["status", "--profile", "rtx3060-12g", "--json"]) == 0
+    path.write_text(project.capsys.readouterr().out)
+    return path
+
+
+def _game(snapshot: Path, mib: int) -> None:
+    """A game on GPU 0 takes `mib` (0: it has quit), as the next observation will see."""
+    state = json.loads(snapshot.read_text())
+    gpu = state["gpus"][0]
+    gpu["processes"] = [p for p in gpu["processes"] if p["pid"] != 4242]
+    used = sum(p["used_mib"] or 0 for p in gpu["processes"])
+    if mib:
+        gpu["processes"].append(
+            {
+                "pid": 4242,
+                "used_mib": mib,
+                "kind": "graphics",
+                "name": "game.exe",
+                "owner": "foreign",
+            }
+        )
+    gpu["memory_used_mib"] = used + mib
+    gpu["memory_free_mib"] = gpu["memory_total_mib"] - used - mib
+    tmp = snapshot.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, snapshot)
+
+
+def test_edits_start_what_they_add_and_nothing_else(project: Project, snapshot: Path) -> None:
+    a, b = free_port(), free_port()
+    project.write(project.model("chat", a, priority=9))
+    watch = Watch(project, snapshot)
+    try:
+        watch.event("start", "chat")
+        watch.wait(lambda r: "chat: ready" in r.get("message", ""))
+        first = project.pids()["chat"]
+        # an editor's save: a new file renamed over the old one
+        tmp = project.root / ".desired.yaml.swp"
+        tmp.write_text(
+            dump_yaml(
+                {
+                    "version": 1,
+                    "models": [project.model("chat", a, priority=9), project.model("embed", b)],
+                }
+            )
+        )
+        os.replace(tmp, project.file)
+        started = watch.event("start", "embed")
+        assert started["trigger"] == "file"
+        watch.wait(lambda r: "embed: ready" in r.get("message", ""))
+        assert project.pids() == {"chat": first, "embed": project.pids()["embed"]}
+        assert get(b) == (200, "ok")
+        assert watch.end() == 0
+    finally:
+        watch.end()
+    assert alive(first)  # SIGTERM leaves the models running
+    assert project.journal()
+
+
+def test_a_broken_edit_changes_nothing_and_is_reported_once(
+    project: Project, snapshot: Path
+) -> None:
+    port = free_port()
+    project.write(project.model("chat", port))
+    watch = Watch(project, snapshot)
+    try:
+        watch.wait(lambda r: "chat: ready" in r.get("message", ""))
+        pid = project.pids()["chat"]
+        project.file.write_text(project.file.read_text() + "  - {name: [oops\n")
+        bad = watch.event("invalid")
+        assert bad["errors"][0].startswith(f"{project.file}:")
+        assert "the last good state stays in force" in bad["message"]
+        time.sleep(1.0)  # several cycles: no second report, nothing stopped
+        assert [r for r in watch.seen if r["event"] == "invalid"] == [bad]
+        assert project.pids() == {"chat": pid}
+        assert alive(pid)
+    finally:
+        watch.end()
+
+
+def test_a_game_makes_the_lowest_priority_model_step_aside_and_it_returns(
+    project: Project, snapshot: Path
+) -> None:
+    hi, lo = free_port(), free_port()
+    project.write(
+        project.model("chat", hi, priority=9, vram_mib=4000),
+        project.model("notes", lo, priority=1, vram_mib=4000),
+    )
+    watch = Watch(project, snapshot)
+    try:
+        watch.wait(lambda r: "notes: ready" in r.get("message", ""))
+        chat, notes = project.pids()["chat"], project.pids()["notes"]
+        began = time.monotonic()
+        _game(snapshot, 3000)  # 9680 MiB of budget; 3000 taken: room for one model only
+        stop = watch.event("stop", "notes")
+        assert "yielding to game.exe (pid 4242, 3000 MiB)" in stop["reason"]
+        assert wait_gone(notes)
+        sys.stderr.write(f"foreign VRAM -> stop: {time.monotonic() - began:.2f} s\n")
+        assert project.pids() == {"chat": chat}
+        _game(snapshot, 0)  # the game quits: notes comes back
+        watch.event("start", "notes")
+        watch.wait(lambda r: "notes: ready" in r.get("message", ""))
+        assert alive(chat)
+    finally:
+        watch.end()
+
+
+def test_a_crashed_model_is_started_again(project: Project, snapshot: Path) -> None:
+    port = free_port()
+    project.write(project.model("chat", port))
+    watch = Watch(project, snapshot)
+    try:
+        watch.wait(lambda r: "chat: ready" in r.get("message", ""))
+        pid = project.pids()["chat"]
+        os.kill(pid, signal.SIGKILL)
+        watch.event("start", "chat")
+        watch.wait(lambda r: "chat: ready" in r.get("message", ""))
+        assert project.pids()["chat"] != pid
+        assert get(port) == (200, "ok")
+    finally:
+        watch.end()
+
+
+def test_stop_on_exit_stops_the_models(project: Project, snapshot: Path) -> None:
+    port = free_port()
+    project.write(project.model("chat", port))
+    argv = [
+        sys.executable,
+        "-m",
+        "reconciler",
+        "watch",
+        str(project.file),
+        "--observed",
+        str(snapshot),
+        "--state-dir",
+        str(project.state),
+        "--interval",
+        "0.2",
+        "--log-format",
+        "json",
+        "--stop-on-exit",
+    ]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while get(port) != (200, "ok") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pid = project.pids()["chat"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
+        assert wait_gone(pid)
+        assert project.journal() == ()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
