@@ -118,50 +118,55 @@ class Watcher:
         self.good = loaded
 
     def reconcile(self, trigger: str) -> Plan | None:
-        """Observe, plan and apply what changed; None when there was nothing to plan."""
+        """Observe, plan and apply what changed; None when there was nothing to plan. A plan
+        with changes is made again under the state lock, after the journal is brought up to
+        date (a crashed instance dropped, a unit systemd restarted followed): what is carried
+        out is what really runs now."""
         if self.good is None:
             return None
         with self._busy:
             try:
                 plan = self.pipeline.plan(self.good)
-            except ReconcileError as exc:
-                self.emit({"event": "error", "trigger": trigger, "message": str(exc)})
-                return None
-            if not plan.changes:
-                self._heartbeat(plan)
-                return plan
-            refused = self._refuse(plan)
-            if refused:
-                self.emit({"event": "held", "trigger": trigger, "message": refused})
-                return plan
-            for a in plan.actions:
-                if a.action in CHANGES:
-                    self.emit(
-                        {
-                            "event": a.action,
-                            "model": a.model,
-                            "gpus": list(a.gpus),
-                            "reason": a.reason,
-                            "trigger": trigger,
-                        }
-                    )
-            try:
+                if not plan.changes:
+                    self._heartbeat(plan)
+                    return plan
                 with state_lock(
                     self.state_dir,
                     timeout_s=self.lock_timeout_s,
                     on_wait=lambda m: self.emit({"event": "waiting", "message": m}),
                 ):
-                    applier = self.applier_for(plan, self.good)
-                    outcome = applier.carry_out(plan, self.good.file.spec)
+                    self.applier_for(plan, self.good).prune()
+                    plan = self.pipeline.plan(self.good)
+                    if plan.changes:
+                        self._carry_out(plan, trigger)
             except ReconcileError as exc:
                 self.emit({"event": "error", "trigger": trigger, "message": str(exc)})
-                return plan
-            for line in outcome.failed:
-                self.emit({"event": "failed", "message": line})
-            for line in outcome.warnings:
-                self.emit({"event": "warning", "message": line})
-            self._quiet_since = self.clock()
+                return None
             return plan
+
+    def _carry_out(self, plan: Plan, trigger: str) -> None:
+        assert self.good is not None
+        refused = self._refuse(plan)
+        if refused:
+            self.emit({"event": "held", "trigger": trigger, "message": refused})
+            return
+        for a in plan.actions:
+            if a.action in CHANGES:
+                self.emit(
+                    {
+                        "event": a.action,
+                        "model": a.model,
+                        "gpus": list(a.gpus),
+                        "reason": a.reason,
+                        "trigger": trigger,
+                    }
+                )
+        outcome = self.applier_for(plan, self.good).carry_out(plan, self.good.file.spec)
+        for line in outcome.failed:
+            self.emit({"event": "failed", "message": line})
+        for line in outcome.warnings:
+            self.emit({"event": "warning", "message": line})
+        self._quiet_since = self.clock()
 
     def _refuse(self, plan: Plan) -> str | None:
         """Why a plan that stops every running model is not carried out: only an empty
@@ -200,7 +205,7 @@ class Watcher:
         self.reconcile("start")
         names = {p.name for p in self.watched()}
         timeout_ms = max(int(self.interval_s * 1000), 50)
-        for changes in watchfiles.watch(
+        for _changes in watchfiles.watch(
             self.file.parent,
             watch_filter=lambda _change, path: Path(path).name in names,
             debounce=DEBOUNCE_MS,
@@ -213,12 +218,12 @@ class Watcher:
         ):
             if self.stop.is_set():
                 break
-            # The content decides, not the event: a save seen as several events is one
-            # reconcile, and a change made while a reconcile ran (before the watch began,
-            # or between two events) is still seen at the next cycle.
+            # An event only wakes the loop early; the content decides: a save seen as several
+            # events is one reconcile, and a change made while a reconcile ran (before the
+            # watch began, or between two events) is still seen at the next cycle.
             if self._files.changed(self.watched()):
                 self.reload()
-                self.reconcile("file" if changes else "interval")
+                self.reconcile("file")
             else:
                 self.reconcile("interval")
 

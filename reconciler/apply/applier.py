@@ -17,11 +17,16 @@ and a warning is given where it exceeds the estimate by more than 10 %.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Protocol
 
 from reconciler.apply.journal import boot_id, update_journal
@@ -41,6 +46,29 @@ RELEASE_POLL_S = 0.25
 Render = Callable[[Action, ModelSpec], Rendered]
 
 
+@contextlib.contextmanager
+def _deferred_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM are held until the block ends, then delivered (to the handlers in
+    force before). Handlers, not the signal mask: a mask would be inherited by the processes
+    started inside, which would then ignore the SIGTERM that stops them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+
+    def hold(signum: int, _frame: FrameType | None) -> None:
+        got.append(signum)
+
+    before = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        if got:
+            os.kill(os.getpid(), got[0])
+
+
 class Executor(Protocol):
     """What the applier needs of an executor (process, systemd): start, verify, stop."""
 
@@ -53,6 +81,10 @@ class Executor(Protocol):
     def stop(self, entry: JournalEntry) -> Stopped: ...
 
     def log_tail(self, unit: str, lines: int = 20) -> list[str]: ...
+
+    def follow(self, entry: JournalEntry) -> JournalEntry | None:
+        """The entry of the same instance under a new process (systemd's Restart=), or None."""
+        ...
 
 
 Ready = Callable[[Rendered, Callable[[], bool], float], tuple[bool, str]]
@@ -105,27 +137,54 @@ class Applier:
 
     def carry_out(self, plan: Plan, desired: Desired) -> Outcome:
         outcome = Outcome()
-        self.prune()
         self._report_untouched(plan)
+        # Everything that will start is rendered before anything stops: a launch that cannot
+        # be rendered (a program not found, a broken template) changes nothing.
+        units = [
+            (a, self._render(a, desired))
+            for a in plan.actions
+            if a.action in ("start", "restart", "move")
+        ]
         stopped = self._stop(
             [a for a in plan.actions if a.action in ("stop", "restart", "move")], outcome
         )
         if stopped:
             self._wait_released(stopped)
         started: list[tuple[Action, JournalEntry]] = []
-        for action in plan.actions:
-            if action.action in ("start", "restart", "move"):
-                entry = self._start(action, desired, outcome)
-                if entry is not None:
-                    started.append((action, entry))
+        for action, rendered in units:
+            entry = self._start(action, rendered, outcome)
+            if entry is not None:
+                started.append((action, entry))
         if started:
             self._measure(started, outcome)
         return outcome
 
+    def _render(self, a: Action, desired: Desired) -> Rendered:
+        spec = desired.model_named(a.variant or a.model)
+        if spec is None or a.launch is None:
+            raise ApplyError(f"{a.model}: the plan names no launch for it; plan again")
+        if self.render is None:
+            raise ApplyError("this applier only stops instances")  # down: never starts
+        try:
+            return self.render(a, spec)
+        except ApplyError as exc:
+            raise ApplyError(f"{exc}\nnothing was changed") from None
+
     def prune(self) -> list[JournalEntry]:
-        """Drop the entries whose process is gone (it crashed, or was stopped outside
-        reconcile): the plan saw them as gone and starts them again where desired."""
-        gone = [e for e in self.journal() if not self._of(e).alive(e)]
+        """Bring the journal up to date before planning (the caller holds the lock): drop
+        the entries whose process is gone (it crashed, or was stopped outside reconcile), so
+        that the plan starts them again; follow a unit systemd restarted."""
+        gone = []
+        for e in self.journal():
+            executor = self._of(e)
+            if executor.alive(e):
+                continue
+            moved = executor.follow(e)
+            if moved is not None:  # systemd restarted it: the same unit, a new main process
+                self._replace(e, moved)
+                self.say(f"  {e.model}: its unit restarted it as pid {moved.pid}; following it")
+                continue
+            gone.append(e)
         if gone:
             pids = {e.pid for e in gone}
             update_journal(self.state_dir, lambda es: [e for e in es if e.pid not in pids])
@@ -135,11 +194,14 @@ class Applier:
                 )
         return gone
 
+    def _replace(self, old: JournalEntry, new: JournalEntry) -> None:
+        update_journal(self.state_dir, lambda es: [new if e == old else e for e in es])
+
     def stop_all(self, outcome: Outcome | None = None) -> Outcome:
         """`down`: stop every instance of the journal (and only those)."""
         outcome = outcome or Outcome()
-        pids = [self._stop_entry(e, "down", outcome) for e in self.journal()]
-        self._wait_released([p for p in pids if p is not None])
+        pids = [pid for e in self.journal() for pid in self._stop_entry(e, "down", outcome)]
+        self._wait_released(pids)
         return outcome
 
     def _of(self, entry: JournalEntry) -> Executor:
@@ -162,7 +224,7 @@ class Applier:
 
     def _stop(self, actions: Sequence[Action], outcome: Outcome) -> list[int]:
         entries = {e.pid: e for e in self.journal()}
-        pids = []
+        pids: list[int] = []
         for a in actions:
             ref = a.instance
             if ref is None or ref.known_by != "journal":
@@ -171,12 +233,11 @@ class Applier:
             if entry is None or abs(entry.start_time - ref.start_time) > 0.05:
                 self.say(f"- {a.model}: pid {ref.pid} is no longer in the journal; nothing to stop")
                 continue
-            pid = self._stop_entry(entry, a.action, outcome)
-            if pid is not None:
-                pids.append(pid)
+            pids += self._stop_entry(entry, a.action, outcome)
         return pids
 
-    def _stop_entry(self, entry: JournalEntry, why: str, outcome: Outcome) -> int | None:
+    def _stop_entry(self, entry: JournalEntry, why: str, outcome: Outcome) -> tuple[int, ...]:
+        """Stop the instance of `entry` and forget it: the pids signalled (to wait on)."""
         result: Stopped = self._of(entry).stop(entry)
         update_journal(self.state_dir, lambda es: [e for e in es if e.pid != entry.pid])
         if result.how == "not ours":
@@ -184,15 +245,17 @@ class Applier:
                 f"- {entry.model}: pid {entry.pid} was not signalled: {result.detail}; "
                 "dropped from the journal"
             )
-            return None
+            return ()
         detail = f" ({result.detail})" if result.detail else ""
         verb = "had already exited" if result.how == "gone" else f"stopped with {result.how}"
         self.say(f"- {entry.model} (pid {entry.pid}) {verb}{detail} [{why}]")
         outcome.stopped.append(entry.model)
-        return entry.pid
+        return tuple(dict.fromkeys((entry.pid, *result.pids)))
 
     def _wait_released(self, pids: Sequence[int]) -> None:
         """Until no GPU lists a stopped process any more; then their memory is free."""
+        if not pids:
+            return
         deadline = time.monotonic() + self.release_timeout_s
         waiting = set(pids)
         while True:
@@ -213,16 +276,25 @@ class Applier:
                 )
             time.sleep(RELEASE_POLL_S)
 
-    def _start(self, a: Action, desired: Desired, outcome: Outcome) -> JournalEntry | None:
-        spec = desired.model_named(a.variant or a.model)
-        if spec is None or a.launch is None:
-            outcome.failed.append(f"{a.model}: the plan names no launch for it")
-            return None
-        if self.render is None:
-            raise ApplyError("this applier only stops instances")  # down: never starts
-        rendered = self.render(a, spec)
-        started = self.executor.start(rendered)
-        entry = JournalEntry(
+    def _start(self, a: Action, rendered: Rendered, outcome: Outcome) -> JournalEntry | None:
+        assert a.launch is not None  # _render checked
+        # Ctrl-C (SIGINT) and SIGTERM wait until the start is in the journal: a process we
+        # started is never left out of it (SIGKILL cannot be held off: such a process carries
+        # our label and shows as `? unmanaged`).
+        with _deferred_signals():
+            try:
+                started = self.executor.start(rendered)
+            except ApplyError as exc:
+                outcome.failed.append(str(exc))
+                self.say(f"! {a.model}: {exc}")
+                return None
+            entry = self._entry(a, rendered, started)
+            update_journal(self.state_dir, lambda es: [*es, entry])  # before waiting for health
+        return self._await(a, rendered, started, entry, outcome)
+
+    def _entry(self, a: Action, rendered: Rendered, started: Started) -> JournalEntry:
+        assert a.launch is not None
+        return JournalEntry(
             model=rendered.variant,
             pid=started.pid,
             start_time=started.start_time,
@@ -236,7 +308,13 @@ class Applier:
             log=str(started.log) if started.log is not None else None,
             started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
-        update_journal(self.state_dir, lambda es: [*es, entry])  # before waiting: never lost
+
+    def _await(
+        self, a: Action, rendered: Rendered, started: Started, entry: JournalEntry, outcome: Outcome
+    ) -> JournalEntry | None:
+        """Wait for its health; one that fails is stopped (its memory released before the
+        next start) and reported with the end of its log."""
+        assert a.launch is not None
         where = ", ".join(f"GPU {g}" for g in a.launch.gpus) or "the CPU"
         self.say(f"+ {a.model}: started {rendered.variant} (pid {started.pid}) on {where}")
         ok, detail = self.ready(rendered, lambda: self.executor.alive(entry), self.health_timeout_s)
@@ -245,7 +323,7 @@ class Applier:
             outcome.started.append(a.model)
             return entry
         tail = self.executor.log_tail(rendered.unit)
-        self._stop_entry(entry, "failed health", Outcome())
+        self._wait_released(self._stop_entry(entry, "failed health", Outcome()))
         lines = "\n".join(f"    {line}" for line in tail)
         log = str(started.log) if started.log is not None else "its log"
         outcome.failed.append(
@@ -267,12 +345,7 @@ class Applier:
             got = measured.get(entry.pid)
             if not got:
                 continue
-            update_journal(
-                self.state_dir,
-                lambda es, pid=entry.pid, got=got: [  # type: ignore[misc]
-                    e.model_copy(update={"measured_mib": got}) if e.pid == pid else e for e in es
-                ],
-            )
+            self._replace(entry, entry.model_copy(update={"measured_mib": got}))
             for label, mib in got.items():
                 estimate = (entry.estimate_mib or {}).get(label, 0)
                 if estimate and mib > estimate * (1 + MEASURED_MARGIN):

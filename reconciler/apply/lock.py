@@ -40,7 +40,13 @@ def state_lock(
 ) -> Iterator[None]:
     """Hold the state folder's lock; wait up to `timeout_s` (0: do not wait)."""
     path = ensure_state_dir(state_dir) / "lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise ApplyError(
+            f"{path}: cannot open the state folder's lock ({exc.strerror}); use a state "
+            "folder you may write (--state-dir, RECONCILER_STATE_DIR)"
+        ) from None
     try:
         deadline = time.monotonic() + timeout_s
         told = False

@@ -52,6 +52,7 @@ class Started:
 class Stopped:
     how: str  # "SIGTERM", "SIGKILL", "gone" (had exited), "not ours" (never signalled)
     detail: str = ""
+    pids: tuple[int, ...] = ()  # every process signalled: the leader and its group's members
 
 
 def log_path(state_dir: Path, unit: str) -> Path:
@@ -151,7 +152,7 @@ class ProcessExecutor:
         log = log_path(ensure_state_dir(self.state_dir), rendered.unit)
         log.parent.mkdir(mode=0o700, exist_ok=True)
         _rotate(log)
-        env = {**os.environ, **rendered.env, LABEL: rendered.variant}
+        env = {**os.environ, **rendered.env}  # our label (the variant) is in rendered.env
         try:
             with open(log, "ab") as out:
                 os.chmod(log, 0o600)
@@ -196,11 +197,11 @@ class ProcessExecutor:
             try:
                 proc = psutil.Process(entry.pid)
             except psutil.NoSuchProcess:
-                return Stopped("gone")
+                return Stopped("gone", pids=(entry.pid,))
             why = identity_problem(entry, proc)
             if why == "it has exited":
                 _reap(entry.pid)
-                return Stopped("gone")
+                return Stopped("gone", pids=(entry.pid,))
             if why is not None:
                 return Stopped("not ours", why)
             self._signal(entry, fd, signal.SIGTERM)
@@ -223,10 +224,16 @@ class ProcessExecutor:
                 os.close(fd)
 
     def _signal(self, entry: JournalEntry, fd: int | None, sig: signal.Signals) -> None:
-        """`sig` to the instance's group (it leads its own session), else to it alone."""
+        """`sig` to the instance's group (it leads its own session), else to it alone; the
+        identity is checked again right before (SIGKILL comes seconds after SIGTERM, and a
+        pid freed in between may have been reused)."""
+        if fd is not None and select.select([fd], [], [], 0)[0]:
+            return  # the pidfd is readable: the instance has exited
         try:
+            if identity_problem(entry, psutil.Process(entry.pid)) is not None:
+                return
             group = os.getpgid(entry.pid)
-        except ProcessLookupError:
+        except (psutil.NoSuchProcess, ProcessLookupError):
             return
         with contextlib.suppress(ProcessLookupError):
             if group == entry.pid:
@@ -235,6 +242,10 @@ class ProcessExecutor:
                 signal.pidfd_send_signal(fd, sig)
             else:
                 os.kill(entry.pid, sig)
+
+    def follow(self, entry: JournalEntry) -> JournalEntry | None:
+        """A process that exited is gone: nothing restarts it behind our back."""
+        return None
 
     def log_tail(self, unit: str, lines: int = 20) -> list[str]:
         path = log_path(self.state_dir, unit)

@@ -233,7 +233,7 @@ def _environment_of(
     launch: Launch, spec: ModelSpec, port: int | None
 ) -> tuple[dict[str, str], frozenset[str]]:
     env = {
-        LABEL: launch.model,
+        LABEL: launch.variant,  # the entry that runs: what the journal records
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
         "CUDA_VISIBLE_DEVICES": ",".join(launch.gpu_uuids),
     }

@@ -33,13 +33,36 @@ class SystemdInstances:
         self.systemd = systemd
         self.state_dir = state_dir
         self.start_timeout_s = start_timeout_s
-        self._env_files: dict[str, str] = {}
+
+    def _env_file(self, unit: str) -> str:
+        """Where render puts a unit's secrets: removed with the unit, whoever stops it."""
+        return str(self.state_dir / f"{unit}.env")
 
     def start(self, rendered: Rendered) -> Started:
-        pid, start_time = self.systemd.start(rendered, timeout_s=self.start_timeout_s)
-        if rendered.env_file is not None:
-            self._env_files[rendered.unit] = rendered.env_file
+        try:
+            pid, start_time = self.systemd.start(rendered, timeout_s=self.start_timeout_s)
+        except ApplyError:
+            # a unit that failed to come up is not left retrying (Restart=) unjournaled
+            self.systemd.remove(rendered.unit, env_file=rendered.env_file)
+            raise
         return Started(pid, start_time, None)
+
+    def follow(self, entry: JournalEntry) -> JournalEntry | None:
+        """systemd restarted the unit after a crash (Restart=on-failure): the same instance,
+        a new main pid, taken over once it is verified as ours (start time, label)."""
+        if entry.unit is None:
+            return None
+        now = self.systemd.state(entry.unit)
+        if not now.running or now.main_pid in (0, entry.pid):
+            return None
+        try:
+            proc = psutil.Process(now.main_pid)
+            moved = entry.model_copy(update={"pid": now.main_pid, "start_time": proc.create_time()})
+        except psutil.NoSuchProcess:
+            return None
+        if moved.start_time < entry.start_time or identity_problem(moved, proc) is not None:
+            return None
+        return moved
 
     def alive(self, entry: JournalEntry) -> bool:
         if entry.unit is None:
@@ -66,7 +89,7 @@ class SystemdInstances:
             self.systemd.stop(entry.unit, pid=entry.pid if why is None else None)
         except ApplyError as exc:
             return Stopped("not ours", str(exc))
-        self.systemd.remove(entry.unit, env_file=self._env_files.pop(entry.unit, None))
+        self.systemd.remove(entry.unit, env_file=self._env_file(entry.unit))
         return Stopped("gone" if why else "systemctl stop")
 
     def log_tail(self, unit: str, lines: int = 20) -> list[str]:

@@ -239,16 +239,17 @@ def apply_command(args: argparse.Namespace, out: TextIO) -> int:
         file = saved.desired_file
     with state_lock(state_dir, timeout_s=args.lock_timeout, on_wait=lambda m: _say(out, m)):
         loaded = pipeline.load(file)
-        fresh = pipeline.plan(loaded)
         if saved is not None:
-            assert fresh.inputs is not None
-            problems = stale(saved, fresh.inputs, plan_file=args.file)
+            problems = stale(saved, pipeline.inputs(file), plan_file=args.file)
             if problems:
                 raise ApplyError(
                     "Saved plan is stale: nothing was changed.\n"
                     + "\n".join(f"  {p}" for p in problems)
                 )
-        plan = saved or fresh
+        # The journal brought up to date first: instances that have gone are dropped, a unit
+        # systemd restarted is followed; then the plan sees what really runs.
+        _applier(args, pipeline, out).prune()
+        plan = saved or pipeline.plan(loaded)
         for line in plan_text(plan, colour=False):
             out.write(line + "\n")
         if not plan.changes:

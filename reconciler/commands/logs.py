@@ -22,10 +22,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", metavar="DIR", help="the state folder (journal, logs, lock)")
 
 
-def _log_of(state_dir: Path, model: str) -> Path:
+class _Unit(str):
+    """A systemd unit: its output is in the systemd journal, not in a file."""
+
+
+def _log_of(state_dir: Path, model: str) -> Path | _Unit:
     entries = read_journal(state_dir / JOURNAL)
     for e in entries:
-        if model in (e.model, e.launch.model if e.launch else None) and e.log:
+        if model not in (e.model, e.launch.model if e.launch else None):
+            continue
+        if e.executor == "systemd" and e.unit is not None:
+            return _Unit(e.unit)
+        if e.log:
             return Path(e.log)
     fallback = state_dir / "logs" / f"reconciler-{model}.log"
     if fallback.exists():
@@ -41,6 +49,8 @@ def _log_of(state_dir: Path, model: str) -> Path:
 def logs_command(args: argparse.Namespace, out: TextIO) -> int:
     state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
     path = _log_of(state_dir, args.model)
+    if isinstance(path, _Unit):
+        return _journal(path, args, out)
     try:
         with open(path, "rb") as handle:
             lines = handle.read().decode(errors="replace").splitlines()
@@ -56,4 +66,21 @@ def logs_command(args: argparse.Namespace, out: TextIO) -> int:
                     time.sleep(FOLLOW_POLL_S)
     except FileNotFoundError:
         raise ApplyError(f"{path}: the log is gone (the state folder was cleaned?)") from None
+    return 0
+
+
+def _journal(unit: str, args: argparse.Namespace, out: TextIO) -> int:
+    """A systemd instance's output, from journalctl (followed by journalctl itself)."""
+    from reconciler.apply.systemd import SystemdExecutor, run_command  # noqa: PLC0415
+
+    argv = SystemdExecutor().logs_argv(unit, max(args.lines, 1))
+    if args.follow:
+        raise ApplyError(
+            f"{args.model} runs as the systemd unit {unit}.service; follow its output with "
+            f"`{' '.join([*argv, '-f'])}`"
+        )
+    done = run_command(argv)
+    if done.returncode != 0:
+        raise ApplyError(f"`{' '.join(argv)}` failed: {(done.stderr or done.stdout).strip()}")
+    out.write(done.stdout)
     return 0

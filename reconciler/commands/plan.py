@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "-o",
         "--out",
         metavar="FILE",
-        help="save the plan as JSON, with digests of its inputs, for `apply` (next release)",
+        help="save the plan as JSON, with digests of its inputs, for `reconcile apply FILE`",
     )
     p.add_argument(
         "--detailed-exitcode",
@@ -46,7 +46,7 @@ def plan_command(args: argparse.Namespace, out: TextIO) -> int:
             out.write(line + "\n")
         if args.out:
             out.write(
-                f"Saved the plan to {args.out}, with digests of what it was computed from "
-                "(for `reconcile apply`, coming in the next release).\n"
+                f"Saved the plan to {args.out}, with digests of what it was computed from; "
+                f"`reconcile apply {args.out}` carries it out while they still hold.\n"
             )
     return 2 if args.detailed_exitcode and plan.changes else 0

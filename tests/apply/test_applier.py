@@ -3,6 +3,10 @@ beside the estimate, and memory that is not released."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ from reconciler.apply.units import Rendered
 from reconciler.config.desired import Desired, ModelSpec
 from reconciler.config.loader import load_profile
 from reconciler.errors import ApplyError
+from reconciler.launch import Launch
 from reconciler.observe.journal import JournalEntry
 from reconciler.observe.snapshot import from_profile
 from reconciler.plan.model import Action
@@ -33,6 +38,7 @@ class Memory:
     def __init__(self, held: int) -> None:
         self.held = held
         self.pids: set[int] = set()
+        self.launch: Launch | None = None  # what the instances were started with
 
     def observe(self) -> ObservedState:
         base = from_profile(load_profile("rtx4090").spec, "rtx4090")
@@ -52,6 +58,7 @@ class Memory:
                 gpus=("0",),
                 used_mib=self.held,
                 used_by_gpu={"0": self.held},
+                launch=self.launch,
             )
             for p in self.pids
         )
@@ -133,3 +140,99 @@ def test_memory_not_released_after_a_stop_starts_nothing_and_says_who_holds_it(
     stuck = applier(tmp_path, machine, said, release=False)
     with pytest.raises(ApplyError, match=r"still hold GPU memory after 0.3 s: pid 4242 \(1000 MiB"):
         stuck.stop_all()
+
+
+def test_a_launch_that_cannot_be_rendered_changes_nothing(tmp_path: Path) -> None:
+    """Rendering comes before any stop: a restart whose new launch cannot be rendered leaves
+    the running instance alone."""
+    machine, said = Memory(held=1000), []
+    first = applier(tmp_path, machine, said)
+    first.carry_out(make_plan(DESIRED, machine.observe(), {}), DESIRED)
+    machine.launch = first.journal()[0].launch
+    changed = Desired.model_validate(
+        {
+            "version": 1,
+            "models": [
+                {"name": "chat", "backend": "command", "argv": ["/bin/d"], "vram_mib": 1000}
+            ],
+        }
+    )
+    plan = make_plan(changed, machine.observe(), {})
+    assert [a.action for a in plan.actions] == ["restart"]
+
+    def broken(action: Action, spec: ModelSpec) -> Rendered:
+        raise ApplyError("chat: program /bin/d not found")
+
+    second = Applier(
+        state_dir=tmp_path,
+        executor=Executor(machine),
+        render=broken,
+        ready=lambda r, alive, t: (True, ""),
+        observe=machine.observe,
+        say=said.append,
+    )
+    with pytest.raises(ApplyError, match="program /bin/d not found\nnothing was changed"):
+        second.carry_out(plan, changed)
+    assert machine.pids == {4242}
+    assert [e.pid for e in second.journal()] == [4242]
+
+
+def test_a_start_that_fails_is_reported_and_the_others_go_on(tmp_path: Path) -> None:
+    machine, said = Memory(held=1000), []
+    two = Desired.model_validate(
+        {
+            "version": 1,
+            "models": [
+                {"name": "a", "backend": "command", "argv": ["/bin/a"], "vram_mib": 1000},
+                {"name": "b", "backend": "command", "argv": ["/bin/b"], "vram_mib": 1000},
+            ],
+        }
+    )
+
+    class Flaky(Executor):
+        def start(self, rendered: Rendered) -> Started:
+            if rendered.model == "a":
+                raise ApplyError("a: cannot start /bin/a (No such file or directory)")
+            return super().start(rendered)
+
+    def named(action: Action, spec: ModelSpec) -> Rendered:
+        return Rendered(
+            model=spec.name,
+            variant=spec.name,
+            backend="command",
+            unit=f"reconciler-{spec.name}",
+            argv=(f"/bin/{spec.name}",),
+            env={},
+        )
+
+    outcome = Applier(
+        state_dir=tmp_path,
+        executor=Flaky(machine),
+        render=named,
+        ready=lambda r, alive, t: (True, ""),
+        observe=machine.observe,
+        say=said.append,
+    ).carry_out(make_plan(two, machine.observe(), {}), two)
+    assert outcome.failed == ["a: cannot start /bin/a (No such file or directory)"]
+    assert outcome.started == ["b"]
+    assert outcome.code == 1
+
+
+def test_ctrl_c_during_a_start_waits_until_the_start_is_journaled() -> None:
+    from reconciler.apply.applier import _deferred_signals
+
+    reached: list[str] = []
+
+    def start_then_journal() -> None:
+        with _deferred_signals():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            reached.append("journaled")  # not interrupted before this
+
+    with pytest.raises(KeyboardInterrupt):
+        start_then_journal()
+    assert reached == ["journaled"]
+    with _deferred_signals():  # what starts inside does not inherit a blocked SIGTERM
+        child = subprocess.Popen(["sleep", "30"])
+    child.terminate()
+    assert child.wait(5) == -signal.SIGTERM

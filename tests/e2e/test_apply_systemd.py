@@ -9,6 +9,7 @@ import os
 import shlex
 import signal
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -62,6 +63,14 @@ class Manager:
             out = self._show(name)
         return Completed(0, out, "")
 
+    def crash_and_restart(self, name: str) -> int:
+        """What Restart=on-failure does after a crash: the same unit, a new main process."""
+        proc = self.running[name]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        self._start(name)
+        return self.running[name].pid
+
     def stop_all(self) -> None:
         for proc in self.running.values():
             with contextlib.suppress(ProcessLookupError):
@@ -92,6 +101,7 @@ def test_apply_restart_and_down_through_systemd_units(project: Project, manager:
     assert get(port) == (200, "ok")
     assert get(port, "/env/RECONCILER_INSTANCE") == (200, "chat")
     assert ["systemctl", "--user", "start", "reconciler-chat.service"] in manager.calls
+    assert (project.state / "reconciler-chat.env").exists()  # the secret, 0600, not in the unit
     assert project.apply("--executor", "systemd")[1].splitlines()[-1] == "No changes. 1 to keep."
 
     project.write(project.model("chat", port, "--ready-after", "0.2"))
@@ -109,6 +119,7 @@ def test_apply_restart_and_down_through_systemd_units(project: Project, manager:
     assert wait_gone(again.pid)
     assert not alive(again.pid)
     assert not unit.exists()  # removed with its instance
+    assert not (project.state / "reconciler-chat.env").exists()  # and its secrets
     assert project.journal() == ()
 
 
@@ -131,3 +142,38 @@ def test_a_unit_whose_main_pid_is_not_the_journals_is_not_stopped(
     assert "was not signalled" in out
     assert alive(entry.pid)
     assert ["systemctl", "--user", "stop", "reconciler-chat.service"] not in manager.calls
+
+
+def test_a_fallback_unit_carries_the_label_the_journal_records(
+    project: Project, manager: Manager
+) -> None:
+    port = free_port()
+    chat = project.model("chat", port, vram_mib=30000, fallbacks=["chat-small"])
+    small = project.model("chat-small", port)
+    project.write(chat, small)
+    code, out, _err = project.apply("--executor", "systemd")
+    assert code == 0, out
+    (entry,) = project.journal()
+    assert entry.model == "chat-small"
+    assert get(port, "/env/RECONCILER_INSTANCE") == (200, "chat-small")
+    code, out, _err = project.apply("--executor", "systemd")
+    assert out.splitlines()[-1] == "No changes. 1 to keep.", out
+    assert project.pids() == {"chat-small": entry.pid}
+
+
+def test_a_unit_systemd_restarted_after_a_crash_is_followed(
+    project: Project, manager: Manager
+) -> None:
+    port = free_port()
+    project.write(project.model("chat", port))
+    assert project.apply("--executor", "systemd")[0] == 0
+    assert len(project.journal()) == 1
+    new = manager.crash_and_restart("reconciler-chat.service")
+    deadline = time.monotonic() + 10
+    while get(port)[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    code, out, _err = project.apply("--executor", "systemd")
+    assert code == 0, out
+    assert f"its unit restarted it as pid {new}; following it" in out
+    assert out.splitlines()[-1] == "No changes. 1 to keep."
+    assert project.pids() == {"chat": new}
