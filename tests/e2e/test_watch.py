@@ -60,7 +60,7 @@ class Watch:
             except json.JSONDecodeError:
                 self.lines.put({"event": "raw", "message": line.rstrip()})
 
-    def wait(self, want: Callable[[dict[str, Any]], bool], timeout_s: float = 20) -> dict[str, Any]:
+    def wait(self, want: Callable[[dict[str, Any]], bool], timeout_s: float = 40) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
@@ -180,6 +180,7 @@ def test_a_game_makes_the_lowest_priority_model_step_aside_and_it_returns(
         _game(snapshot, 3000)  # 9680 MiB of budget; 3000 taken: room for one model only
         stop = watch.event("stop", "notes")
         assert "yielding to game.exe (pid 4242, 3000 MiB)" in stop["reason"]
+        watch.wait(lambda r: f"notes (pid {notes}) stopped" in r.get("message", ""))
         assert wait_gone(notes)
         sys.stderr.write(f"foreign VRAM -> stop: {time.monotonic() - began:.2f} s\n")
         assert project.pids() == {"chat": chat}
