@@ -33,9 +33,10 @@ from reconciler.lockfile import lock_path
 from reconciler.pipeline import DesiredInput, Pipeline
 from reconciler.plan.model import CHANGES, Plan
 
-__all__ = ["HEARTBEAT_S", "Watcher"]
+__all__ = ["HEARTBEAT_S", "HOLD_OFF_S", "Watcher", "log_line"]
 
 HEARTBEAT_S = 300.0  # a line saying all is well, at most this often when nothing changes
+HOLD_OFF_S = 30.0  # a model that stepped aside returns once its room is back this long
 DEBOUNCE_MS = 50
 
 
@@ -69,6 +70,7 @@ class Watcher:
         applier_for: Callable[[Plan, DesiredInput], Applier],
         state_dir: Path,
         interval_s: float = 1.0,
+        hold_off_s: float = HOLD_OFF_S,
         emit: Callable[[dict[str, Any]], None],
         lock_timeout_s: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
@@ -79,6 +81,7 @@ class Watcher:
         self.applier_for = applier_for  # renders with this plan's GPUs and this desired file
         self.state_dir = state_dir
         self.interval_s = interval_s
+        self.hold_off_s = hold_off_s
         self.emit = emit
         self.lock_timeout_s = lock_timeout_s
         self.clock = clock
@@ -88,6 +91,8 @@ class Watcher:
         self._reported: str | None = None  # the content whose errors were reported
         self._busy = threading.Lock()
         self._quiet_since = clock()
+        self._yielded: set[str] = set()  # models we stopped for other programs
+        self._back_since: dict[str, float] = {}  # ... since when their room is back
 
     # -- one reconcile ---------------------------------------------------------------------
 
@@ -146,6 +151,9 @@ class Watcher:
 
     def _carry_out(self, plan: Plan, trigger: str) -> None:
         assert self.good is not None
+        plan = self._hold(plan)
+        if not plan.changes:
+            return
         refused = self._refuse(plan)
         if refused:
             self.emit({"event": "held", "trigger": trigger, "message": refused})
@@ -162,11 +170,65 @@ class Watcher:
                     }
                 )
         outcome = self.applier_for(plan, self.good).carry_out(plan, self.good.file.spec)
+        for a in plan.actions:
+            if a.action == "stop" and _yields(a.reason):
+                self._yielded.add(a.model)
+                self.emit(
+                    {
+                        "event": "stepped-aside",
+                        "model": a.model,
+                        "gpus": list(a.gpus),
+                        "message": f"{a.model} unloaded to free "
+                        + ", ".join(f"GPU {g}" for g in a.gpus)
+                        + f": {a.reason}",
+                    }
+                )
         for line in outcome.failed:
             self.emit({"event": "failed", "message": line})
         for line in outcome.warnings:
             self.emit({"event": "warning", "message": line})
         self._quiet_since = self.clock()
+
+    def _hold(self, plan: Plan) -> Plan:
+        """A model that stepped aside for another program returns only once its room has
+        been back for `hold_off_s`, so that a program that comes and goes causes no churn."""
+        now = self.clock()
+        returning = {
+            a.model for a in plan.actions if a.action == "start" and a.model in self._yielded
+        }
+        for model in set(self._back_since) - returning:
+            del self._back_since[model]  # the room went again before the hold-off ended
+        actions = []
+        for a in plan.actions:
+            if a.model not in returning:
+                actions.append(a)
+                continue
+            since = self._back_since.setdefault(a.model, now)
+            if since == now:
+                self.emit(
+                    {
+                        "event": "holding",
+                        "model": a.model,
+                        "message": f"room for {a.model} is back; it returns in "
+                        f"{self.hold_off_s:g} s unless the room goes again",
+                    }
+                )
+            if now - since >= self.hold_off_s:
+                self._yielded.discard(a.model)
+                del self._back_since[a.model]
+                actions.append(a)
+                continue
+            wait = self.hold_off_s - (now - since)
+            actions.append(
+                a.model_copy(
+                    update={
+                        "action": "blocked",
+                        "launch": None,
+                        "reason": f"returns in {wait:.0f} s (hold-off after stepping aside)",
+                    }
+                )
+            )
+        return plan.model_copy(update={"actions": tuple(actions)})
 
     def _refuse(self, plan: Plan) -> str | None:
         """Why a plan that stops every running model is not carried out: only an empty
@@ -226,6 +288,11 @@ class Watcher:
                 self.reconcile("file")
             else:
                 self.reconcile("interval")
+
+
+def _yields(reason: str) -> bool:
+    """Whether a stop steps aside for another program (it returns after the hold-off)."""
+    return "yielding to" in reason or "(foreign_processes: exclusive)" in reason
 
 
 def _names(loaded: DesiredInput) -> list[str]:

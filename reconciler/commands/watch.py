@@ -32,6 +32,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds between observations of the machine (default 1)",
     )
+    p.add_argument(
+        "--hold-off",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="a model that stepped aside for another program returns once its room has been "
+        "back this long (default 30)",
+    )
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument(
         "--stop-on-exit",
@@ -72,6 +80,7 @@ def watch_command(args: argparse.Namespace, out: TextIO) -> int:
         applier_for=applier_for,
         state_dir=state_dir,
         interval_s=args.interval,
+        hold_off_s=args.hold_off,
         emit=emit,
         lock_timeout_s=args.lock_timeout,
     )

@@ -32,7 +32,9 @@ from reconciler.config.types import (
 from reconciler.frozen import Frozen
 
 __all__ = [
+    "SHARING_PROGRAMS",
     "Desired",
+    "Exclusive",
     "Headroom",
     "ModelSpec",
     "Policy",
@@ -44,7 +46,7 @@ BackendName = Literal["llama.cpp", "vllm", "ollama", "command"]
 Backend: TypeAlias = Annotated[BackendName, one_of(BackendName)]
 PlacementName = Literal["binpack", "spread"]
 Placement: TypeAlias = Annotated[PlacementName, one_of(PlacementName)]
-ForeignName = Literal["yield", "ignore"]
+ForeignName = Literal["yield", "ignore", "exclusive"]
 ForeignPolicy: TypeAlias = Annotated[ForeignName, one_of(ForeignName)]
 CacheTypeChoice: TypeAlias = Annotated[CacheType, one_of(CacheType)]
 FlashAttnName = Literal["on", "off", "auto"]
@@ -87,6 +89,28 @@ class Thermal(Frozen):
     evict_above_c: Celsius = 85
 
 
+# Programs that share a GPU without needing our models gone (`foreign_processes: exclusive`):
+# display servers and compositors, and browsers; matched by process name, any case.
+SHARING_PROGRAMS = (
+    "Xorg", "Xwayland", "X", "gnome-shell", "kwin_wayland", "kwin_x11", "plasmashell",
+    "sway", "Hyprland", "weston", "mutter", "cinnamon", "xfwm4", "picom",
+    "firefox", "firefox-bin", "chrome", "chromium", "chromium-browser", "msedge", "brave",
+    "opera", "vivaldi-bin",
+)  # fmt: skip
+
+
+class Exclusive(Frozen):
+    """What `foreign_processes: exclusive` leaves sharing a GPU with our models."""
+
+    ignore: tuple[NonEmptyStr, ...] = Field(
+        SHARING_PROGRAMS,
+        description="Process names that do not clear a GPU (compositors, browsers).",
+    )
+    below_mib: Mebibytes = Field(
+        512, description="A program holding less than this does not clear a GPU either."
+    )
+
+
 class Policy(Frozen):
     headroom: Headroom = Headroom()
     placement: Placement = Field(
@@ -95,9 +119,11 @@ class Policy(Frozen):
     )
     foreign_processes: ForeignPolicy = Field(
         "yield",
-        description="yield: other programs' VRAM is theirs, our models step aside; "
-        "ignore: only memory physically taken counts.",
+        description="yield: other programs' VRAM is theirs, our models step aside when it no "
+        "longer fits; ignore: our running models stay whatever others take; exclusive: any "
+        "other program on a GPU (but those of `exclusive.ignore`) makes our models leave it.",
     )
+    exclusive: Exclusive = Exclusive()
     thermal: Thermal = Thermal()
     max_models_per_gpu: PositiveInt | None = Field(
         None, description="At most this many models per GPU."

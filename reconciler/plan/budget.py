@@ -97,6 +97,27 @@ def _mig_parent(gpu: GpuState, observed: ObservedState) -> str | None:
     return None
 
 
+def _claimed(desired: Desired, gpu: GpuState) -> str | None:
+    """`foreign_processes: exclusive`: another program on the GPU (but a listed compositor
+    or browser, or one holding less than `below_mib`) makes it ours no more."""
+    policy = desired.policy
+    if policy.foreign_processes != "exclusive":
+        return None
+    ignored = {name.lower() for name in policy.exclusive.ignore}
+    claims = [
+        p
+        for p in _once(gpu)
+        if p.owner == "foreign"
+        and (p.name or "").lower() not in ignored
+        and (p.used_mib is None or p.used_mib >= policy.exclusive.below_mib)
+    ]
+    if not claims:
+        return None
+    who = ", ".join(f"{p.name or 'an unnamed program'} (pid {p.pid})" for p in claims[:2])
+    more = f" and {len(claims) - 2} more" if len(claims) > 2 else ""
+    return f"left to {who}{more} (foreign_processes: exclusive)"
+
+
 def gpu_budgets(
     desired: Desired, observed: ObservedState, unreported: Mapping[str, int] | None = None
 ) -> tuple[GpuBudget, ...]:
@@ -115,7 +136,7 @@ def gpu_budgets(
         elif not _allowed(desired, gpu):
             why = "not in `gpus` of the desired file"
         else:
-            why = _mig_parent(gpu, observed)
+            why = _mig_parent(gpu, observed) or _claimed(desired, gpu)
         hot = None
         if thermal == "critical":
             gate = policy.thermal.evict_above_c

@@ -27,7 +27,7 @@ from tests.e2e.conftest import ROOT, Project, alive, free_port, get, wait_gone
 class Watch:
     """`reconcile watch` as its own process; its JSON log lines read as they come."""
 
-    def __init__(self, project: Project, snapshot: Path) -> None:
+    def __init__(self, project: Project, snapshot: Path, *extra: str) -> None:
         argv = [
             sys.executable,
             "-m",
@@ -44,6 +44,9 @@ class Watch:
             "json",
             "--health-timeout",
             "20",
+            "--hold-off",
+            "1",
+            *extra,
         ]
         self.proc = subprocess.Popen(
             argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -184,8 +187,13 @@ def test_a_game_makes_the_lowest_priority_model_step_aside_and_it_returns(
         assert wait_gone(notes)
         sys.stderr.write(f"foreign VRAM -> stop: {time.monotonic() - began:.2f} s\n")
         assert project.pids() == {"chat": chat}
-        _game(snapshot, 0)  # the game quits: notes comes back
+        aside = watch.event("stepped-aside", "notes")
+        assert aside["message"].startswith("notes unloaded to free GPU 0: yielding to game.exe")
+        _game(snapshot, 0)  # the game quits: notes comes back after the hold-off (1 s here)
+        quit_at = time.monotonic()
+        watch.event("holding", "notes")
         watch.event("start", "notes")
+        assert time.monotonic() - quit_at >= 1.0
         watch.wait(lambda r: "notes: ready" in r.get("message", ""))
         assert alive(chat)
     finally:
@@ -241,3 +249,42 @@ def test_stop_on_exit_stops_the_models(project: Project, snapshot: Path) -> None
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_exclusive_clears_a_gpu_for_a_new_program_but_not_for_a_compositor(
+    project: Project,
+) -> None:
+    assert main(["status", "--profile", "2x3090", "--json"]) == 0
+    snapshot = project.root / "machine.json"
+    snapshot.write_text(project.capsys.readouterr().out)
+    port = free_port()
+    project.write(project.model("chat", port), policy={"foreign_processes": "exclusive"})
+    watch = Watch(project, snapshot, "--hold-off", "0.5")
+    try:
+        watch.wait(lambda r: "chat: ready" in r.get("message", ""))
+        (entry,) = project.journal()
+        assert entry.gpus == ("0",)
+        _add(snapshot, 0, 4300, "gnome-shell", 900)  # a compositor: ignored
+        time.sleep(1.0)
+        assert [r for r in watch.seen if r["event"] in ("stop", "move")] == []
+        _add(snapshot, 0, 4242, "game.exe", 600)  # a game starts on GPU 0: it is left to it
+        moved = watch.event("move", "chat")
+        assert moved["gpus"] == ["1"]
+        assert "left to game.exe (pid 4242) (foreign_processes: exclusive)" in moved["reason"]
+        watch.wait(lambda r: "chat: ready" in r.get("message", ""))
+        assert project.journal()[0].gpus == ("1",)
+    finally:
+        watch.end()
+
+
+def _add(snapshot: Path, gpu: int, pid: int, name: str, mib: int) -> None:
+    state = json.loads(snapshot.read_text())
+    g = state["gpus"][gpu]
+    g["processes"].append(
+        {"pid": pid, "used_mib": mib, "kind": "graphics", "name": name, "owner": "foreign"}
+    )
+    g["memory_used_mib"] += mib
+    g["memory_free_mib"] -= mib
+    tmp = snapshot.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, snapshot)
