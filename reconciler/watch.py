@@ -291,8 +291,12 @@ class Watcher:
 
 
 def _yields(reason: str) -> bool:
-    """Whether a stop steps aside for another program (it returns after the hold-off)."""
-    return "yielding to" in reason or "(foreign_processes: exclusive)" in reason
+    """Whether a stop steps aside, for another program or for heat: it returns only after the
+    hold-off (for heat, the hysteresis: a card that cools by a degree does not take it back
+    at once)."""
+    return any(
+        words in reason for words in ("yielding to", "(foreign_processes: exclusive)", "is too hot")
+    )
 
 
 def _names(loaded: DesiredInput) -> list[str]:
