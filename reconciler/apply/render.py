@@ -28,7 +28,7 @@ import functools
 import ipaddress
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,14 +54,17 @@ __all__ = [
     "API_KEY_FILE",
     "OLLAMA_PORT",
     "UNIT_TEMPLATE",
+    "WATCH_TEMPLATE",
     "backend_template",
     "bundled_templates",
     "render",
+    "render_watch_unit",
     "unit_name",
     "url_host",
 ]
 
 UNIT_TEMPLATE = "systemd/reconciler.service.j2"
+WATCH_TEMPLATE = "systemd/watch.service.j2"
 OLLAMA_PORT = 11434  # Ollama's own default, where a model names no port
 API_KEY_FILE = "LLAMA_API_KEY_FILE"  # llama.cpp: a model env naming the key file
 START_LIMIT_INTERVAL_S = 300
@@ -353,3 +356,20 @@ def _health(
         "options": {"num_ctx": launch.ctx, "num_gpu": layers},
     }
     return f"{base}/api/version", load, f"{base}/api/ps"
+
+
+def render_watch_unit(argv: Sequence[str], file: Path, *, templates: Path | None = None) -> str:
+    """The user service that runs the watcher (`reconcile watch --install-service`)."""
+    text, _file = _render_template(
+        templates,
+        WATCH_TEMPLATE,
+        {
+            "argv": list(argv),
+            "file": str(file),
+            "workdir": str(file.parent),
+            "start_limit_interval_s": START_LIMIT_INTERVAL_S,
+            "start_limit_burst": START_LIMIT_BURST,
+            "restart_s": RESTART_S,
+        },
+    )
+    return text

@@ -43,6 +43,7 @@ __all__ = [
     "UnitState",
     "parse_show",
     "run_command",
+    "write_unit",
 ]
 
 SHOW_PROPERTIES = (
@@ -176,6 +177,14 @@ def _write_atomically(path: Path, text: str, mode: int) -> bool:
     return True
 
 
+def write_unit(path: Path, text: str) -> bool:
+    """A unit file written whole (0644); False when it already said that."""
+    try:
+        return _write_atomically(path, text, 0o644)
+    except OSError as exc:
+        raise ApplyError(f"{path}: cannot write the unit ({exc.strerror})") from None
+
+
 class SystemdExecutor:
     """Starts, stops and reports units through `systemctl` (see the module's docstring)."""
 
@@ -203,6 +212,10 @@ class SystemdExecutor:
 
     def unit_path(self, unit: str) -> Path:
         return self.unit_dir / _service(unit)
+
+    def systemctl_check(self, *args: str) -> Completed:
+        """`systemctl [--user] ARGS`, one clear ApplyError when it fails."""
+        return self._check(*args)
 
     def _check(self, *args: str, unit: str | None = None) -> Completed:
         argv = self.systemctl(*args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
@@ -41,6 +42,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "back this long (default 30)",
     )
     p.add_argument("--log-format", choices=("text", "json"), default="text")
+    service = p.add_mutually_exclusive_group()
+    service.add_argument(
+        "--install-service",
+        action="store_true",
+        help="run this watch for good: a systemd user service (reconciler-watch) that starts "
+        "at login, with these options",
+    )
+    service.add_argument(
+        "--uninstall-service", action="store_true", help="stop and remove that service"
+    )
     p.add_argument(
         "--stop-on-exit",
         action="store_true",
@@ -58,6 +69,8 @@ def watch_command(args: argparse.Namespace, out: TextIO) -> int:
     )
     from reconciler.watch import Watcher, log_line  # noqa: PLC0415
 
+    if args.install_service or args.uninstall_service:
+        return _service(args, out)
     state_dir = _state_dir(args)
     pipeline = _pipeline(args)
     json_format = args.log_format == "json"
@@ -107,4 +120,63 @@ def watch_command(args: argparse.Namespace, out: TextIO) -> int:
         emit({"event": "stopped", "message": f"{len(outcome.stopped)} models stopped on exit"})
     else:
         emit({"event": "exit", "message": "the models keep running (--stop-on-exit stops them)"})
+    return 0
+
+
+def _passthrough(args: argparse.Namespace) -> list[str]:
+    """This watch's options, for the service to run the same (paths made absolute)."""
+    out = [
+        "--interval",
+        f"{args.interval:g}",
+        "--hold-off",
+        f"{args.hold_off:g}",
+        "--executor",
+        args.executor,
+        "--log-format",
+        args.log_format,
+        "--health-timeout",
+        f"{args.health_timeout:g}",
+        "--stop-timeout",
+        f"{args.stop_timeout:g}",
+        "--lock-timeout",
+        f"{args.lock_timeout:g}",
+    ]
+    if args.system:
+        out.append("--system")
+    if args.stop_on_exit:
+        out.append("--stop-on-exit")
+    if args.templates:
+        out += ["--templates", str(Path(args.templates).resolve())]
+    if args.observed:
+        out += ["--observed", str(Path(args.observed).resolve())]
+    if args.profile:
+        profile = Path(args.profile)
+        out += ["--profile", str(profile.resolve()) if profile.exists() else args.profile]
+    return out
+
+
+def _service(args: argparse.Namespace, out: TextIO) -> int:
+    from reconciler.apply import systemd  # noqa: PLC0415
+    from reconciler.apply.service import install_service, uninstall_service  # noqa: PLC0415
+    from reconciler.commands.apply import _state_dir  # noqa: PLC0415
+
+    manager = systemd.SystemdExecutor(scope="user", runner=systemd.run_command)
+    if args.uninstall_service:
+        gone = uninstall_service(manager)
+        out.write(
+            f"Removed {gone}; the models keep running (`reconcile down` stops them).\n"
+            if gone
+            else "No watch service is installed.\n"
+        )
+        return 0
+    file = Path(args.file).resolve()
+    argv = [sys.executable, "-m", "reconciler", "watch", str(file)]
+    argv += ["--state-dir", str(_state_dir(args).resolve())]  # the service's own home differs
+    argv += _passthrough(args)
+    path = install_service(manager, argv, file, templates=args.templates and Path(args.templates))
+    out.write(
+        f"Installed and started {path}: `reconcile watch {file}` runs at login (for it to run "
+        "without one: `loginctl enable-linger $USER`). Its log: `journalctl --user -u "
+        "reconciler-watch -f`; remove it with `reconcile watch --uninstall-service`.\n"
+    )
     return 0
