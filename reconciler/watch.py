@@ -265,11 +265,14 @@ class Watcher:
         self._files.changed(self.watched())
         self.reload()
         self.reconcile("start")
-        names = {p.name for p in self.watched()}
         timeout_ms = max(int(self.interval_s * 1000), 50)
+        due = self.clock() + self.interval_s
+        # No filter in watchfiles: a filtered-out event restarts its wait, so a busy folder
+        # (a log, a sync tool, a snapshot beside the file) would hold the machine's
+        # observation off. Every wake looks at our files' content and at the clock instead.
         for _changes in watchfiles.watch(
             self.file.parent,
-            watch_filter=lambda _change, path: Path(path).name in names,
+            watch_filter=None,
             debounce=DEBOUNCE_MS,
             step=DEBOUNCE_MS,
             stop_event=self.stop,
@@ -286,8 +289,11 @@ class Watcher:
             if self._files.changed(self.watched()):
                 self.reload()
                 self.reconcile("file")
-            else:
+            elif self.clock() >= due:
                 self.reconcile("interval")
+            else:
+                continue
+            due = self.clock() + self.interval_s
 
 
 def _yields(reason: str) -> bool:

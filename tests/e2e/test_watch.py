@@ -288,3 +288,37 @@ def _add(snapshot: Path, gpu: int, pid: int, name: str, mib: int) -> None:
     tmp = snapshot.with_suffix(".tmp")
     tmp.write_text(json.dumps(state))
     os.replace(tmp, snapshot)
+
+
+def test_a_busy_folder_does_not_hold_off_the_machines_observation(
+    project: Project, snapshot: Path
+) -> None:
+    """Another file beside the desired file rewritten every 100 ms (a log, a sync tool): the
+    game is still seen within a few intervals."""
+    hi, lo = free_port(), free_port()
+    project.write(
+        project.model("chat", hi, priority=9, vram_mib=4000),
+        project.model("notes", lo, priority=1, vram_mib=4000),
+    )
+    done = threading.Event()
+
+    def busy() -> None:
+        n = 0
+        while not done.is_set():
+            (project.root / "app.log").write_text(f"line {n}\n")
+            n += 1
+            time.sleep(0.1)
+
+    watch = Watch(project, snapshot)
+    writer = threading.Thread(target=busy, daemon=True)
+    try:
+        watch.wait(lambda r: "notes: ready" in r.get("message", ""))
+        writer.start()
+        time.sleep(0.5)
+        began = time.monotonic()
+        _game(snapshot, 3000)
+        watch.event("stop", "notes")
+        assert time.monotonic() - began < 3.0
+    finally:
+        done.set()
+        watch.end()
