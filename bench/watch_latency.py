@@ -545,6 +545,7 @@ def write_results(parts: dict[str, list[str]]) -> None:
         "Simulated GPUs (a snapshot file), real processes (tests/e2e/tiny_server.py, `command` "
         "backend).",
         "",
+        "",
     ]
     RESULTS.write_text("\n".join(head) + "\n\n".join(kept.values()) + "\n")
     print(f"written: {RESULTS.relative_to(ROOT)}")
