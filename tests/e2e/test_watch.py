@@ -27,7 +27,7 @@ from tests.e2e.conftest import ROOT, Project, alive, free_port, get, wait_gone
 class Watch:
     """`reconcile watch` as its own process; its JSON log lines read as they come."""
 
-    def __init__(self, project: Project, snapshot: Path) -> None:
+    def __init__(self, project: Project, snapshot: Path, *extra: str) -> None:
         argv = [
             sys.executable,
             "-m",
@@ -44,6 +44,7 @@ class Watch:
             "json",
             "--health-timeout",
             "20",
+            *extra,
         ]
         self.proc = subprocess.Popen(
             argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
