@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("watch", help="apply whenever the desired file or the machine changes")
     _command(p, "watch", "add_arguments", "watch_command")
 
+    p = sub.add_parser("reset", help="forget a model's crashes: a crash-looping model may start")
+    _command(p, "reset", "add_arguments", "reset_command")
+
     p = sub.add_parser("logs", help="an instance's log")
     _command(p, "logs", "add_arguments", "logs_command")
 

@@ -74,6 +74,7 @@ class Watcher:
         emit: Callable[[dict[str, Any]], None],
         lock_timeout_s: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
+        hold: Callable[[Plan], Plan] = lambda plan: plan,
     ) -> None:
         self.file = file.resolve()
         self.lock = lock_path(self.file)
@@ -85,6 +86,7 @@ class Watcher:
         self.emit = emit
         self.lock_timeout_s = lock_timeout_s
         self.clock = clock
+        self.hold = hold  # after planning: a crashed model waits out its backoff
         self.stop = threading.Event()
         self.good: DesiredInput | None = None  # the last desired file that loaded
         self._files = _Files()
@@ -131,7 +133,7 @@ class Watcher:
             return None
         with self._busy:
             try:
-                plan = self.pipeline.plan(self.good)
+                plan = self.hold(self.pipeline.plan(self.good))
                 if not plan.changes:
                     self._heartbeat(plan)
                     return plan
@@ -141,7 +143,7 @@ class Watcher:
                     on_wait=lambda m: self.emit({"event": "waiting", "message": m}),
                 ):
                     self.applier_for(plan, self.good).prune()
-                    plan = self.pipeline.plan(self.good)
+                    plan = self.hold(self.pipeline.plan(self.good))
                     if plan.changes:
                         self._carry_out(plan, trigger)
             except ReconcileError as exc:

@@ -119,9 +119,12 @@ class Applier:
         health_timeout_s: float = 600.0,
         release_timeout_s: float = 60.0,
         others: Mapping[str, Executor] | None = None,
+        on_crash: Callable[[JournalEntry], None] | None = None,
     ) -> None:
         """`executor` starts; an instance is stopped and checked by the executor that
-        started it (the journal says which): `executor`, or the one of `others` by name."""
+        started it (the journal says which): `executor`, or the one of `others` by name.
+        `on_crash` is told of each instance that exited by itself (see `crashes.py`): found
+        gone by `prune` (in this boot), or gone while its health was awaited."""
         self.state_dir = state_dir
         self.executor = executor
         self.others = dict(others or {})
@@ -131,6 +134,7 @@ class Applier:
         self.say = say
         self.health_timeout_s = health_timeout_s
         self.release_timeout_s = release_timeout_s
+        self.on_crash = on_crash
 
     def journal(self) -> list[JournalEntry]:
         return list(read_journal(self.state_dir / JOURNAL))
@@ -192,6 +196,8 @@ class Applier:
                 self.say(
                     f"  {e.model} (pid {e.pid}) is no longer running; dropped from the journal"
                 )
+                if self.on_crash is not None and (e.boot_id is None or e.boot_id == boot_id()):
+                    self.on_crash(e)  # an entry of an earlier boot did not crash
         return gone
 
     def _replace(self, old: JournalEntry, new: JournalEntry) -> None:
@@ -323,7 +329,10 @@ class Applier:
             outcome.started.append(a.model)
             return entry
         tail = self.executor.log_tail(rendered.unit)
+        exited = not self.executor.alive(entry)
         self._wait_released(self._stop_entry(entry, "failed health", Outcome()))
+        if exited and self.on_crash is not None:
+            self.on_crash(entry)
         lines = "\n".join(f"    {line}" for line in tail)
         log = str(started.log) if started.log is not None else "its log"
         outcome.failed.append(

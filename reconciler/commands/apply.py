@@ -11,15 +11,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from reconciler.apply.crashes import BACKOFF_FIRST_S, BACKOFF_MAX_S, CRASH_LIMIT, CRASH_WINDOW_S
 from reconciler.errors import ApplyError
-from reconciler.observe.journal import default_state_dir
+from reconciler.observe.journal import JournalEntry, default_state_dir
 
 if TYPE_CHECKING:
     from reconciler.apply.applier import Applier, Outcome
+    from reconciler.apply.crashes import Noted, Policy
     from reconciler.apply.units import Rendered
     from reconciler.config.desired import Desired, ModelSpec
     from reconciler.pipeline import Pipeline
@@ -74,6 +77,33 @@ def add_arguments(p: argparse.ArgumentParser, *, down: bool = False, confirm: bo
             metavar="S",
             help="seconds an instance may take to become healthy (default 600)",
         )
+        _crash_arguments(p)
+
+
+def _crash_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backoff",
+        type=float,
+        default=BACKOFF_FIRST_S,
+        metavar="S",
+        help=f"seconds before a crashed model starts again, doubled after each further crash "
+        f"(default {BACKOFF_FIRST_S:g}, at most {BACKOFF_MAX_S:g})",
+    )
+    p.add_argument(
+        "--crash-limit",
+        type=int,
+        default=CRASH_LIMIT,
+        metavar="N",
+        help=f"crashes of one launch within --crash-window that mark a model crash-looping: "
+        f"not started again until its launch changes or `reconcile reset` (default {CRASH_LIMIT})",
+    )
+    p.add_argument(
+        "--crash-window",
+        type=float,
+        default=CRASH_WINDOW_S,
+        metavar="S",
+        help=f"seconds over which crashes are counted (default {CRASH_WINDOW_S:g})",
+    )
 
 
 def _say(out: TextIO, line: str) -> None:
@@ -166,15 +196,54 @@ def _last_line(path: Path) -> str:
     return lines[-1].strip() if lines else ""
 
 
+def _policy(args: argparse.Namespace) -> Policy:
+    from reconciler.apply.crashes import Policy  # noqa: PLC0415
+
+    if getattr(args, "crash_limit", CRASH_LIMIT) < 1:
+        raise ApplyError("--crash-limit must be at least 1")
+    if getattr(args, "backoff", BACKOFF_FIRST_S) < 0:
+        raise ApplyError("--backoff must not be negative")
+    return Policy(
+        limit=getattr(args, "crash_limit", CRASH_LIMIT),
+        window_s=getattr(args, "crash_window", CRASH_WINDOW_S),
+        first_s=getattr(args, "backoff", BACKOFF_FIRST_S),
+        max_s=max(BACKOFF_MAX_S, getattr(args, "backoff", BACKOFF_FIRST_S)),
+    )
+
+
+def _recorder(
+    args: argparse.Namespace, report: Callable[[Noted], None]
+) -> Callable[[JournalEntry], None]:
+    """What the applier calls for an instance that crashed: recorded, then reported."""
+    from reconciler.apply.crashes import CrashBook  # noqa: PLC0415
+
+    book = CrashBook(_state_dir(args), _policy(args))
+
+    def crashed(entry: JournalEntry) -> None:
+        last = _last_line(Path(entry.log)) if entry.log else ""
+        report(book.record(entry, last or None))
+
+    return crashed
+
+
+def _held(plan: Plan, args: argparse.Namespace) -> Plan:
+    """`plan` with the starts of models in backoff after a crash, or crash-looping, blocked."""
+    from reconciler.apply.crashes import CrashBook, hold  # noqa: PLC0415
+
+    return hold(plan, CrashBook(_state_dir(args)).read(), time.time(), _policy(args))
+
+
 def _applier(
     args: argparse.Namespace,
     pipeline: Pipeline,
     out: TextIO,
     render: Callable[[Action, ModelSpec], Rendered] | None = None,
     say: Callable[[str], None] | None = None,
+    *,
+    on_crash: Callable[[JournalEntry], None] | None = None,
 ) -> Applier:
     """The applier of these options; its lines go to `out`, or to `say` (the watcher's log,
-    with no progress line)."""
+    with no progress line). A crash is recorded and said, or handed to `on_crash`."""
     from reconciler.apply import systemd  # noqa: PLC0415
     from reconciler.apply.applier import Applier  # noqa: PLC0415
     from reconciler.apply.process import ProcessExecutor  # noqa: PLC0415
@@ -190,6 +259,7 @@ def _applier(
         state_dir,
     )
     chosen, other = (units, process) if args.executor == "systemd" else (process, units)
+    speak = say or (lambda line: _say(out, line))
     return Applier(
         state_dir=state_dir,
         executor=chosen,
@@ -197,8 +267,9 @@ def _applier(
         render=render,
         ready=_readiness(out, state_dir, progress=say is None),
         observe=pipeline.observe,
-        say=say or (lambda line: _say(out, line)),
+        say=speak,
         health_timeout_s=getattr(args, "health_timeout", 600.0),
+        on_crash=on_crash or _recorder(args, lambda noted: speak(f"! {noted.message}")),
     )
 
 
@@ -249,7 +320,7 @@ def apply_command(args: argparse.Namespace, out: TextIO) -> int:
         # The journal brought up to date first: instances that have gone are dropped, a unit
         # systemd restarted is followed; then the plan sees what really runs.
         _applier(args, pipeline, out).prune()
-        plan = saved or pipeline.plan(loaded)
+        plan = _held(saved or pipeline.plan(loaded), args)  # a crashed model waits its turn
         for line in plan_text(plan, colour=False):
             out.write(line + "\n")
         if not plan.changes:

@@ -118,6 +118,11 @@ def status(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         out.write(state.to_json() + "\n")
         return 0
-    for line in render_status(state):
+    lines = render_status(state)
+    if state_dir:
+        from reconciler.apply.crashes import CrashBook, looping_lines  # noqa: PLC0415
+
+        lines += looping_lines(CrashBook(Path(state_dir)).read())
+    for line in lines:
         out.write(line + "\n")
     return 0

@@ -18,6 +18,7 @@ from reconciler.commands.apply import add_arguments as apply_arguments
 
 if TYPE_CHECKING:
     from reconciler.apply.applier import Applier
+    from reconciler.apply.crashes import Noted
     from reconciler.pipeline import DesiredInput
     from reconciler.plan.model import Plan
 
@@ -62,7 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def watch_command(args: argparse.Namespace, out: TextIO) -> int:
     from reconciler.commands.apply import (  # noqa: PLC0415
         _applier,
+        _held,
         _pipeline,
+        _recorder,
         _renderer,
         _say,
         _state_dir,
@@ -81,10 +84,26 @@ def watch_command(args: argparse.Namespace, out: TextIO) -> int:
     def applied(line: str) -> None:
         emit({"event": "apply", "message": line.strip()})
 
+    def crashed(noted: Noted) -> None:
+        emit(
+            {
+                "event": "crashed",
+                "model": noted.model,
+                "message": noted.message,
+                "crashes": noted.crashes,
+                "restart_in_s": noted.delay_s,
+            }
+        )
+
     def applier_for(plan: Plan, desired: DesiredInput) -> Applier:
         spec = desired.file.spec
         return _applier(
-            args, pipeline, out, render=_renderer(spec, plan, args, state_dir), say=applied
+            args,
+            pipeline,
+            out,
+            render=_renderer(spec, plan, args, state_dir),
+            say=applied,
+            on_crash=_recorder(args, crashed),
         )
 
     watcher = Watcher(
@@ -96,6 +115,7 @@ def watch_command(args: argparse.Namespace, out: TextIO) -> int:
         hold_off_s=args.hold_off,
         emit=emit,
         lock_timeout_s=args.lock_timeout,
+        hold=lambda plan: _held(plan, args),
     )
 
     def stop(signum: int, _frame: FrameType | None) -> None:

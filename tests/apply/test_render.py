@@ -192,7 +192,8 @@ def test_the_bundled_templates_are_found() -> None:
     names = {
         p.relative_to(bundled_templates()).as_posix() for p in bundled_templates().rglob("*.j2")
     }
-    assert names == {f"backends/{b}.j2" for b in BACKEND_NAMES} | {"systemd/reconciler.service.j2"}
+    systemd = {"systemd/reconciler.service.j2", "systemd/watch.service.j2"}
+    assert names == {f"backends/{b}.j2" for b in BACKEND_NAMES} | systemd
 
 
 def write(folder: Path, name: str, text: str) -> Path:

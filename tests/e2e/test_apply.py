@@ -96,6 +96,12 @@ def test_a_crashed_instance_is_started_again(project: Project) -> None:
     pid = project.pids()["chat"]
     os.kill(pid, signal.SIGKILL)
     assert wait_gone(pid)
+    code, out, _err = project.apply()  # at once: it waits out its backoff (1 s)
+    assert code == 0, out
+    assert f"! chat (pid {pid}) crashed (crash 1 of 5 within 10 min); restarting in 1 s" in out
+    assert "! blocked chat: restarting after a crash in " in out
+    assert project.journal() == ()
+    time.sleep(1.0)
     code, out, _err = project.apply()
     assert code == 0, out
     assert "+ start chat" in out
