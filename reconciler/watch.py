@@ -234,7 +234,8 @@ class Watcher:
 
     def _refuse(self, plan: Plan) -> str | None:
         """Why a plan that stops every running model is not carried out: only an empty
-        `models:` may do that, never an error upstream (models that cannot be sized)."""
+        `models:` may do that, never an error upstream (models that cannot be sized, GPUs
+        that could not be read this cycle)."""
         assert self.good is not None
         running = [a for a in plan.actions if a.instance is not None]
         stopping = [a for a in plan.actions if a.action == "stop"]
@@ -246,6 +247,12 @@ class Watcher:
                 "the plan would stop every running model because "
                 + (", ".join(unsized) or "some models")
                 + " cannot be sized now; nothing was stopped (fix the model files or the lock)"
+            )
+        if not plan.gpus and any(a.instance is not None and a.instance.gpus for a in stopping):
+            why = "; ".join(plan.notes) or "no GPU was seen"
+            return (
+                f"the plan would stop every running model because no GPU could be read this "
+                f"time ({why}); nothing was stopped, the next observation decides"
             )
         return None
 

@@ -47,3 +47,34 @@ def test_hold_off(tmp_path: Path) -> None:
     assert w._hold(start).actions[0].action == "start"
     assert "notes" not in w._yielded
     assert w._hold(start).actions[0].action == "start"
+
+
+def test_a_cycle_that_reads_no_gpu_stops_nothing(tmp_path: Path) -> None:
+    """NVML failing for one cycle (no GPU seen) must not stop every model."""
+    from reconciler.pipeline import DesiredInput
+    from reconciler.plan.model import InstanceRef
+
+    desired = tmp_path / "desired.yaml"
+    desired.write_text(
+        "version: 1\nmodels:\n  - {name: chat, backend: command, argv: [/bin/c], vram_mib: 9}\n"
+    )
+    w = Watcher(
+        desired,
+        pipeline=Pipeline(profile="rtx4090"),
+        applier_for=lambda p, d: None,  # type: ignore[arg-type,return-value]
+        state_dir=tmp_path,
+        emit=lambda r: None,
+    )
+    w.good = w.pipeline.load(desired)
+    assert isinstance(w.good, DesiredInput)
+    ref = InstanceRef(model="chat", pid=5, start_time=1.0, known_by="journal", gpus=("0",))
+    plan = Plan(
+        observed="x",
+        source="nvml",
+        notes=("no NVIDIA GPU: NVML failed to initialise",),
+        actions=(Action(model="chat", action="stop", reason="evicted", instance=ref),),
+    )
+    held = w._refuse(plan)
+    assert held is not None
+    assert held.startswith("the plan would stop every running model because no GPU could be")
+    assert "NVML failed to initialise" in held
