@@ -29,17 +29,16 @@ from dataclasses import dataclass, field
 
 from reconciler.config.desired import Desired, ModelSpec
 from reconciler.estimate.facts import ModelFacts
-from reconciler.estimate.memory import MIB, estimate
 from reconciler.plan.budget import GpuBudget, gpu_budgets
+from reconciler.plan.charges import Charge, charge_of
 from reconciler.plan.options import (
     AS_IS_RANK,
     VARIANT_RANK,
     Option,
     layer_rank,
     options_for,
-    run_config,
 )
-from reconciler.plan.resolve import as_is_size, launch_for
+from reconciler.plan.resolve import launch_for
 from reconciler.plan.solve import Item, Solution, solve
 from reconciler.state import Instance, ObservedState
 
@@ -47,17 +46,6 @@ __all__ = ["HOST_RESERVE", "UPGRADE_MARGIN_MIB", "Placement", "place", "variants
 
 HOST_RESERVE = 0.10  # of host RAM, never planned for layers left on the CPU
 UPGRADE_MARGIN_MIB = 512  # per GPU, for an option better than the one that runs
-
-
-@dataclass(frozen=True)
-class Charge:
-    """What one running instance holds: MiB per GPU (in the order of its `gpus`), host MiB,
-    and the GPUs where the driver does not report its memory."""
-
-    gpus: tuple[str, ...]
-    mib: tuple[int, ...]
-    host_mib: int
-    unreported: tuple[str, ...] = ()
 
 
 @dataclass
@@ -100,42 +88,6 @@ def _chain(desired: Desired, m: ModelSpec) -> list[ModelSpec]:
 def unmanaged_name(inst: Instance) -> str:
     """The solver's name for an instance we may not touch (it has no desired entry)."""
     return f"{inst.model} (pid {inst.pid})"
-
-
-def _size_from_spec(
-    spec: ModelSpec | None, facts: ModelFacts | None, n: int
-) -> tuple[tuple[int, ...], int] | None:
-    if spec is None:
-        return None
-    if facts is not None and spec.backend == "llama.cpp":
-        result = estimate(facts, run_config(spec, n))
-        per_gpu = tuple(-(-result.device(f"cuda{i}").total // MIB) for i in range(n))
-        return per_gpu, -(-result.device("host").total // MIB)
-    if spec.vram_mib is not None and n:
-        return tuple(-(-spec.vram_mib // n) for _ in range(n)), 0
-    return None
-
-
-def charge_of(inst: Instance, desired: Desired, facts: Mapping[str, ModelFacts]) -> Charge:
-    """What a running instance is charged: max(estimate, measured) on each of its GPUs."""
-    spec = desired.model_named(inst.model)
-    gpus = inst.launch.gpus if inst.launch is not None and inst.launch.gpus else inst.gpus
-    gpus = tuple(gpus) or inst.gpus
-    size: tuple[tuple[int, ...], int] | None = None
-    gguf = spec is not None and spec.backend == "llama.cpp"
-    if inst.estimate_mib is not None:  # what the plan that started it said: the journal's
-        size = tuple(inst.estimate_mib.get(g, 0) for g in gpus), inst.estimate_mib.get("host", 0)
-    elif inst.launch is not None and gguf:
-        size = as_is_size(inst.launch, facts.get(inst.model), spec)
-    elif not gguf and all(g in inst.used_by_gpu for g in gpus):
-        # a declared size may have changed since it started: what it holds is what counts
-        size = tuple(inst.used_by_gpu[g] for g in gpus), 0
-    if size is None:
-        size = _size_from_spec(spec, facts.get(inst.model), len(gpus))
-    est, host = size if size is not None else (tuple(0 for _ in gpus), 0)
-    mib = tuple(max(e, inst.used_by_gpu.get(g, 0)) for g, e in zip(gpus, est, strict=True))
-    unreported = tuple(g for g in gpus if g not in inst.used_by_gpu)
-    return Charge(gpus, mib, host, unreported)
 
 
 def _who_runs(
