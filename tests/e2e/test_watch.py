@@ -219,36 +219,16 @@ def test_a_crashed_model_is_started_again(project: Project, snapshot: Path) -> N
 def test_stop_on_exit_stops_the_models(project: Project, snapshot: Path) -> None:
     port = free_port()
     project.write(project.model("chat", port))
-    argv = [
-        sys.executable,
-        "-m",
-        "reconciler",
-        "watch",
-        str(project.file),
-        "--observed",
-        str(snapshot),
-        "--state-dir",
-        str(project.state),
-        "--interval",
-        "0.2",
-        "--log-format",
-        "json",
-        "--stop-on-exit",
-    ]
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    watch = Watch(project, snapshot, "--stop-on-exit")
     try:
-        deadline = time.monotonic() + 20
-        while get(port) != (200, "ok") and time.monotonic() < deadline:
-            time.sleep(0.1)
+        watch.wait(lambda r: "chat: ready" in r.get("message", ""))
         pid = project.pids()["chat"]
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(20) == 0
+        watch.proc.send_signal(signal.SIGINT)
+        assert watch.proc.wait(20) == 0
         assert wait_gone(pid)
         assert project.journal() == ()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        watch.end()
 
 
 def test_exclusive_clears_a_gpu_for_a_new_program_but_not_for_a_compositor(
