@@ -16,8 +16,6 @@ a `blocked` action, and changes nothing else in the plan:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ from pathlib import Path
 
 from pydantic import Field, ValidationError
 
-from reconciler.apply.journal import ensure_state_dir
+from reconciler.apply.journal import ensure_state_dir, write_private
 from reconciler.errors import ApplyError
 from reconciler.frozen import Frozen
 from reconciler.observe.journal import JournalEntry
@@ -246,19 +244,7 @@ class CrashBook:
 
     def write(self, record: CrashRecord) -> None:
         ensure_state_dir(self.state_dir)
-        text = record.model_dump_json(indent=2) + "\n"
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=".crashes.", dir=self.state_dir)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            raise ApplyError(
-                f"{self.path}: cannot write the crash record ({exc.strerror})"
-            ) from None
+        write_private(self.path, record.model_dump_json(indent=2) + "\n", "the crash record")
 
     def record(self, entry: JournalEntry, last_line: str | None = None) -> Noted:
         """Record that `entry`'s instance crashed; what happens next."""

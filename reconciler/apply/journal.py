@@ -17,7 +17,13 @@ from pathlib import Path
 from reconciler.errors import ApplyError
 from reconciler.observe.journal import JOURNAL, Journal, JournalEntry, read_journal
 
-__all__ = ["boot_id", "ensure_state_dir", "update_journal", "write_journal"]
+__all__ = [
+    "boot_id",
+    "ensure_state_dir",
+    "update_journal",
+    "write_journal",
+    "write_private",
+]
 
 
 def ensure_state_dir(state_dir: Path) -> Path:
@@ -32,11 +38,11 @@ def ensure_state_dir(state_dir: Path) -> Path:
     return state_dir
 
 
-def write_journal(state_dir: Path, entries: Sequence[JournalEntry]) -> None:
-    path = ensure_state_dir(state_dir) / JOURNAL
-    text = Journal(entries=tuple(entries)).model_dump_json(indent=2) + "\n"
+def write_private(path: Path, text: str, what: str) -> None:
+    """`text` to `path` whole or not at all (a temporary file beside it, fsync, rename), mode
+    0600: a reader never sees half of it. `what` names the file in the error."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".journal.", dir=state_dir)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", dir=path.parent)
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
@@ -44,7 +50,13 @@ def write_journal(state_dir: Path, entries: Sequence[JournalEntry]) -> None:
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except OSError as exc:
-        raise ApplyError(f"{path}: cannot write the journal ({exc.strerror})") from None
+        raise ApplyError(f"{path}: cannot write {what} ({exc.strerror})") from None
+
+
+def write_journal(state_dir: Path, entries: Sequence[JournalEntry]) -> None:
+    path = ensure_state_dir(state_dir) / JOURNAL
+    text = Journal(entries=tuple(entries)).model_dump_json(indent=2) + "\n"
+    write_private(path, text, "the journal")
 
 
 def update_journal(
