@@ -69,6 +69,18 @@ class GpuState(Frozen):
     def foreign_mib(self) -> int:
         return sum(p.used_mib or 0 for p in self.processes if p.owner == "foreign")
 
+    def with_process(self, proc: GpuProcess, mib: int | None = None) -> GpuState:
+        """This GPU with one more process holding `mib` (default: what it reports; a driver
+        that reports nothing per process still shows the memory as used)."""
+        held = proc.used_mib or 0 if mib is None else mib
+        return self.model_copy(
+            update={
+                "processes": (*self.processes, proc),
+                "memory_used_mib": self.memory_used_mib + held,
+                "memory_free_mib": max(self.memory_free_mib - held, 0),
+            }
+        )
+
 
 class HostState(Frozen):
     ram_total_mib: int

@@ -12,20 +12,9 @@ from collections.abc import Sequence
 
 from reconciler.observe.journal import JournalEntry
 from reconciler.observe.processes import ProcessTable
-from reconciler.state import GpuProcess, GpuState, Instance, ObservedState
+from reconciler.state import GpuProcess, Instance, ObservedState
 
 __all__ = ["with_journal"]
-
-
-def _holding(gpu: GpuState, proc: GpuProcess) -> GpuState:
-    mib = proc.used_mib or 0
-    return gpu.model_copy(
-        update={
-            "processes": (*gpu.processes, proc),
-            "memory_used_mib": gpu.memory_used_mib + mib,
-            "memory_free_mib": max(gpu.memory_free_mib - mib, 0),
-        }
-    )
 
 
 def with_journal(
@@ -54,7 +43,7 @@ def with_journal(
                     owner="ours",
                     instance=entry.model,
                 )
-                gpus[label] = _holding(gpus[label], proc)
+                gpus[label] = gpus[label].with_process(proc)
         instances.append(
             Instance(
                 model=entry.model,

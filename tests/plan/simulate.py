@@ -12,9 +12,11 @@ from reconciler.state import GpuProcess, GpuState, Instance, ObservedState
 __all__ = ["carry_out"]
 
 
-def _without(gpu: GpuState, pid: int) -> GpuState:
+def _without(gpu: GpuState, pid: int, held: int) -> GpuState:
+    """`gpu` without process `pid`, which held `held` MiB there (also where the driver did
+    not report it)."""
     gone = [p for p in gpu.processes if p.pid == pid]
-    freed = sum(p.used_mib or 0 for p in gone)
+    freed = held if gone else 0
     return gpu.model_copy(
         update={
             "processes": tuple(p for p in gpu.processes if p.pid != pid),
@@ -24,31 +26,32 @@ def _without(gpu: GpuState, pid: int) -> GpuState:
     )
 
 
-def _with(gpu: GpuState, proc: GpuProcess) -> GpuState:
-    mib = proc.used_mib or 0
-    return gpu.model_copy(
-        update={
-            "processes": (*gpu.processes, proc),
-            "memory_used_mib": gpu.memory_used_mib + mib,
-            "memory_free_mib": gpu.memory_free_mib - mib,
-        }
-    )
+def _held(gpu: GpuState, pid: int, inst: Instance | None, label: str) -> int:
+    """What process `pid` holds on `gpu`: what the driver reports, else (unreported) what
+    it was started to hold, its estimate."""
+    reported = [p.used_mib for p in gpu.processes if p.pid == pid and p.used_mib is not None]
+    if reported:
+        return sum(reported)
+    estimate = inst.estimate_mib if inst is not None and inst.estimate_mib else {}
+    return estimate.get(label, 0)
 
 
 def carry_out(
     plan: Plan, observed: ObservedState, *, measured: float = 1.0, unreported: bool = False
 ) -> ObservedState:
     """The machine once `plan` is carried out. `unreported`: the driver gives no memory per
-    process (WDDM, WSL), as `used_mib=None`."""
+    process (WDDM, WSL), as `used_mib=None`; the memory is still used on the GPU."""
+    assert not (unreported and measured != 1.0), "an unreported process holds its estimate"
     gpus = {g.label: g for g in observed.gpus}
     instances = {i.pid: i for i in observed.instances}
     next_pid = max([*instances, 4999]) + 1
     for a in plan.actions:
         if a.action in ("stop", "restart", "move") and a.instance is not None:
             assert a.instance.known_by == "journal", f"{a.model}: signalled a process not ours"
-            instances.pop(a.instance.pid, None)
+            inst = instances.pop(a.instance.pid, None)
             for label in list(gpus):
-                gpus[label] = _without(gpus[label], a.instance.pid)
+                held = _held(gpus[label], a.instance.pid, inst, label)
+                gpus[label] = _without(gpus[label], a.instance.pid, held)
         if a.action not in ("start", "restart", "move"):
             continue
         assert a.launch is not None, f"{a.model}: {a.action} without a resolved launch"
@@ -64,7 +67,7 @@ def carry_out(
                 owner="ours",
                 instance=a.variant,
             )
-            gpus[label] = _with(gpus[label], proc)
+            gpus[label] = gpus[label].with_process(proc, mib)
         instances[pid] = Instance(
             model=a.variant or a.model,
             pid=pid,

@@ -35,22 +35,12 @@ from reconciler.plan.model import CHANGES
 from reconciler.plan.options import Option
 from reconciler.plan.planner import make_plan
 from reconciler.plan.resolve import launch_for
-from reconciler.state import GpuProcess, GpuState, Instance, ObservedState
+from reconciler.state import GpuProcess, Instance, ObservedState
 from tests.ggufs import Shape, write_gguf
 from tests.plan.simulate import carry_out
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 CASES = sorted(SCENARIOS.glob("*.yaml"))
-
-
-def _add(gpu: GpuState, proc: GpuProcess, mib: int) -> GpuState:
-    return gpu.model_copy(
-        update={
-            "processes": (*gpu.processes, proc),
-            "memory_used_mib": gpu.memory_used_mib + mib,
-            "memory_free_mib": gpu.memory_free_mib - mib,
-        }
-    )
 
 
 def _launch(
@@ -89,7 +79,7 @@ def observed_state(
             name=p["name"],
             owner="foreign",
         )
-        gpus[p["gpu"]] = _add(gpus[p["gpu"]], proc, p["used_mib"])
+        gpus[p["gpu"]] = gpus[p["gpu"]].with_process(proc, p["used_mib"])
     for index, temp in (spec.get("temperature") or {}).items():
         gpus[int(index)] = gpus[int(index)].model_copy(update={"temperature_c": temp})
     for index in spec.get("lost", []):
@@ -111,7 +101,7 @@ def observed_state(
                 owner="ours",
                 instance=i["model"],
             )
-            gpus[int(label)] = _add(gpus[int(label)], proc, share)
+            gpus[int(label)] = gpus[int(label)].with_process(proc, share)
         launch = _launch(desired, facts or {}, base, i) if desired is not None else None
         instances.append(
             Instance(
