@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -98,15 +99,31 @@ def rendered(action: Action, spec: ModelSpec) -> Rendered:
     )
 
 
-def applier(tmp_path: Path, machine: Memory, said: list[str], **kw: bool) -> Applier:
+def healthy(r: Rendered, alive: Callable[[], bool], timeout_s: float) -> tuple[bool, str]:
+    return True, ""
+
+
+def applier(
+    tmp_path: Path,
+    machine: Memory,
+    said: list[str],
+    *,
+    executor: Executor | None = None,
+    render: Callable[[Action, ModelSpec], Rendered] = rendered,
+    ready: Callable[[Rendered, Callable[[], bool], float], tuple[bool, str]] = healthy,
+    release: bool = True,
+    on_crash: Callable[[JournalEntry], None] | None = None,
+) -> Applier:
+    """An applier on the machine played in memory (its executor unless one is given)."""
     return Applier(
         state_dir=tmp_path,
-        executor=Executor(machine, **kw),
-        render=rendered,
-        ready=lambda r, alive, t: (True, ""),
+        executor=executor or Executor(machine, release=release),
+        render=render,
+        ready=ready,
         observe=machine.observe,
         say=said.append,
         release_timeout_s=0.3,
+        on_crash=on_crash,
     )
 
 
@@ -163,14 +180,7 @@ def test_a_launch_that_cannot_be_rendered_changes_nothing(tmp_path: Path) -> Non
     def broken(action: Action, spec: ModelSpec) -> Rendered:
         raise ApplyError("chat: program /bin/d not found")
 
-    second = Applier(
-        state_dir=tmp_path,
-        executor=Executor(machine),
-        render=broken,
-        ready=lambda r, alive, t: (True, ""),
-        observe=machine.observe,
-        say=said.append,
-    )
+    second = applier(tmp_path, machine, said, render=broken)
     with pytest.raises(ApplyError, match="program /bin/d not found\nnothing was changed"):
         second.carry_out(plan, changed)
     assert machine.pids == {4242}
@@ -205,14 +215,8 @@ def test_a_start_that_fails_is_reported_and_the_others_go_on(tmp_path: Path) -> 
             env={},
         )
 
-    outcome = Applier(
-        state_dir=tmp_path,
-        executor=Flaky(machine),
-        render=named,
-        ready=lambda r, alive, t: (True, ""),
-        observe=machine.observe,
-        say=said.append,
-    ).carry_out(make_plan(two, machine.observe(), {}), two)
+    flaky = applier(tmp_path, machine, said, executor=Flaky(machine), render=named)
+    outcome = flaky.carry_out(make_plan(two, machine.observe(), {}), two)
     assert outcome.failed == ["a: cannot start /bin/a (No such file or directory)"]
     assert outcome.started == ["b"]
     assert outcome.code == 1

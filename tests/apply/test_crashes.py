@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.apply.applier import Applier
 from reconciler.apply.crashes import (
     BACKOFF_MAX_S,
     CRASH_LIMIT,
@@ -32,7 +31,7 @@ from reconciler.observe.journal import JournalEntry
 from reconciler.observe.snapshot import from_profile
 from reconciler.plan.model import Plan
 from reconciler.plan.planner import make_plan
-from tests.apply.test_applier import DESIRED, Executor, Memory, rendered
+from tests.apply.test_applier import DESIRED, Executor, Memory, applier
 
 T0 = 1_700_000_000.0
 
@@ -175,18 +174,10 @@ def test_prune_tells_of_crashes_of_this_boot_only(tmp_path: Path) -> None:
         def follow(self, entry: JournalEntry) -> JournalEntry | None:
             return None
 
-    applier = Applier(
-        state_dir=tmp_path,
-        executor=Gone(machine),
-        render=rendered,
-        ready=lambda r, alive, t: (True, ""),
-        observe=machine.observe,
-        say=said.append,
-        on_crash=told.append,
-    )
-    assert {e.pid for e in applier.prune()} == {1, 2}
+    pruner = applier(tmp_path, machine, said, executor=Gone(machine), on_crash=told.append)
+    assert {e.pid for e in pruner.prune()} == {1, 2}
     assert told == [mine]
-    assert applier.journal() == []
+    assert pruner.journal() == []
 
 
 def test_an_instance_that_exits_while_awaited_is_a_crash(tmp_path: Path) -> None:
@@ -196,14 +187,8 @@ def test_an_instance_that_exits_while_awaited_is_a_crash(tmp_path: Path) -> None
         machine.pids.clear()  # it exits before it is healthy
         return False, "exited with status 3"
 
-    outcome = Applier(
-        state_dir=tmp_path,
-        executor=Executor(machine),
-        render=rendered,
-        ready=ready,
-        observe=machine.observe,
-        say=said.append,
-        on_crash=told.append,
-    ).carry_out(make_plan(DESIRED, machine.observe(), {}), DESIRED)
+    outcome = applier(tmp_path, machine, said, ready=ready, on_crash=told.append).carry_out(
+        make_plan(DESIRED, machine.observe(), {}), DESIRED
+    )
     assert outcome.code == 1
     assert [e.pid for e in told] == [4242]
