@@ -16,6 +16,7 @@ to notice that a value changed, useless for guessing it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -34,12 +35,16 @@ PLACEMENT = ("gpus", "gpu_uuids")  # not hashed: a change there is a move
 
 def env_digests(env: Mapping[str, str]) -> dict[str, str]:
     """Name -> a digest of its value that says whether it changed, not what it is."""
-    return {
-        name: hashlib.pbkdf2_hmac(
-            "sha256", value.encode(), DIGEST_SALT + name.encode(), DIGEST_ROUNDS
-        ).hex()[:16]
-        for name, value in sorted(env.items())
-    }
+    return {name: _digest(name, value) for name, value in sorted(env.items())}
+
+
+@functools.lru_cache(maxsize=4096)
+def _digest(name: str, value: str) -> str:
+    """Slow on purpose (PBKDF2), so computed once per value for the life of the process:
+    every plan resolves every launch, and the watcher plans every second."""
+    return hashlib.pbkdf2_hmac(
+        "sha256", value.encode(), DIGEST_SALT + name.encode(), DIGEST_ROUNDS
+    ).hex()[:16]
 
 
 def fractions(shares: tuple[float, ...] | None) -> tuple[float, ...] | None:
