@@ -53,10 +53,15 @@ class ConfigError(ReconcileError):
 
 
 class ConfigErrors(ReconcileError):
-    """Every problem found in one pass over a configuration file."""
+    """Every problem found in one pass over a configuration file.
 
-    def __init__(self, errors: Iterable[ConfigError]) -> None:
+    `rerun` is the command the footer tells the user to run again once the file is fixed: a
+    desired file is checked by `reconcile check`, a snapshot or a profile is not.
+    """
+
+    def __init__(self, errors: Iterable[ConfigError], rerun: str = "reconcile check") -> None:
         self.errors = tuple(sorted(errors, key=ConfigError.sort_key))
+        self.rerun = rerun
         if not self.errors:
             raise ValueError("ConfigErrors needs at least one error")
         super().__init__(self.render())
@@ -66,7 +71,7 @@ class ConfigErrors(ReconcileError):
         files = sorted({e.file for e in self.errors})
         count = len(self.errors)
         noun = "problem" if count == 1 else "problems"
-        lines.append(f"{count} {noun} in {', '.join(files)}; fix and run `reconcile check` again.")
+        lines.append(f"{count} {noun} in {', '.join(files)}; fix and run `{self.rerun}` again.")
         return "\n".join(lines)
 
 
