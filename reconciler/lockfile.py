@@ -21,7 +21,7 @@ from reconciler.config.desired import Desired, ModelSpec
 from reconciler.config.messages import translate
 from reconciler.config.yamlfile import dump_yaml, parse_yaml, read_text
 from reconciler.errors import ConfigErrors
-from reconciler.estimate.facts import ModelFacts, facts_from_header
+from reconciler.estimate.facts import FactsError, ModelFacts, facts_from_header
 from reconciler.frozen import Frozen
 from reconciler.gguf.reader import ModelFileError, read_gguf
 
@@ -69,9 +69,13 @@ def lock_path(desired_path: str | os.PathLike[str]) -> Path:
 
 
 def facts_from_file(path: str | os.PathLike[str]) -> ModelFacts:
+    """A GGUF's facts; a file that cannot be read or used is one `ModelFileError` naming it."""
     header = read_gguf(path)
     tensors = [(t.name, t.shape, t.type, t.nbytes) for t in header.tensors]
-    return facts_from_header(header.metadata, tensors, header.file_size, header.fingerprint)
+    try:
+        return facts_from_header(header.metadata, tensors, header.file_size, header.fingerprint)
+    except FactsError as exc:
+        raise ModelFileError(f"{header.path}: {exc}") from None
 
 
 def read_lock(path: Path) -> LockFile | None:
