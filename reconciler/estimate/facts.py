@@ -17,7 +17,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from reconciler.estimate.metadata import (
     LIMITS,
@@ -151,6 +152,18 @@ class ModelFacts(Frozen):
     )
     file_size: int = Field(ge=1, le=_BYTES)
     fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layer_count(cls, value: Any) -> Any:
+        """Counted before each layer is validated: 5,000 layers are refused at once."""
+        if isinstance(value, list | tuple) and len(value) > MAX_LAYERS:
+            raise PydanticCustomError(
+                "value",
+                "at most {limit} layers (llama.cpp's limit), not {count}; the entry is corrupt",
+                {"limit": MAX_LAYERS, "count": len(value)},
+            )
+        return value
 
     @property
     def n_layer(self) -> int:
