@@ -246,18 +246,19 @@ def _check_data(
 ) -> None:
     """Every tensor's data lies inside the file: a download cut short after the header is
     caught here (llama.cpp refuses it the same way when loading)."""
+    end = start
     for info, offset in tensors:
         if offset % align:
             raise ModelFileError(
                 f"{where}: tensor {info.name} starts at offset {offset}, not a multiple of the "
                 f"alignment {align}; the file is corrupt"
             )
-        end = start + offset + info.nbytes
-        if end > size:
-            raise ModelFileError(
-                f"{where}: truncated: tensor {info.name} ends at byte {end} but the file has "
-                f"{size}; download it again"
-            )
+        end = max(end, start + offset + info.nbytes)
+    if end > size:
+        raise ModelFileError(
+            f"{where}: truncated: its tensors' data ends at byte {end} but the file has {size} "
+            "bytes; download it again"
+        )
 
 
 def _read_one(path: Path) -> tuple[int, dict[str, Any], list[TensorInfo], int, str]:

@@ -195,6 +195,6 @@ def test_data_cut_short_after_the_header_is_truncated(tmp_path: Path, tiny: Path
     with pytest.raises(ModelFileError) as info:
         read_gguf(cut)
     assert str(info.value) == (
-        f"{cut}: truncated: tensor output.weight ends at byte {len(raw)} but the file has "
-        f"{len(raw) - 1}; download it again"
+        f"{cut}: truncated: its tensors' data ends at byte {len(raw)} but the file has "
+        f"{len(raw) - 1} bytes; download it again"
     )
