@@ -30,12 +30,14 @@ from pydantic import Field, ValidationError
 
 from reconciler.config.desired import Desired, ModelSpec
 from reconciler.config.messages import translate
+from reconciler.config.source import Source
 from reconciler.config.yamlfile import MAX_BYTES, decode_text, parse_yaml
 from reconciler.errors import ConfigError, ConfigErrors, ReconcileError
 from reconciler.estimate.facts import FactsError, ModelFacts, facts_from_header
 from reconciler.frozen import Frozen
 from reconciler.gguf.reader import ModelFileError, read_gguf
 from reconciler.gguf.regular import NotRegular, open_regular, present
+from reconciler.lockjson import LockJson, NotJson, locate, parse_json
 
 __all__ = [
     "LockEntry",
@@ -59,6 +61,8 @@ HEADER = (
     "# regenerate it when a model file changes. JSON (and so also YAML).\n"
 )
 RERUN = "reconcile lock"
+MAX_YAML_BYTES = 256 * 1024  # an old YAML lock of 25 models of 80 layers; about 1 s to read
+MAX_REPORTED = 20  # problems listed of a broken lock file (thousands of layers, all wrong)
 
 
 class LockWriteError(ReconcileError):
@@ -164,44 +168,43 @@ def read_lock(path: Path) -> LockFile | None:
     return load_lock(path)[0]
 
 
-class _NotJson(Exception):
-    """The text is not the JSON a lock file is written as."""
-
-
-def _constant(name: str) -> Any:
-    raise _NotJson(name)  # NaN, Infinity: never written by `reconcile lock`
-
-
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        raise _NotJson("a duplicate key")
-    return out
-
-
-def _json(text: str) -> Any:
-    """The JSON under the `#` comment lines; `_NotJson` for anything else."""
-    body = text
-    while body.startswith("#") or body.startswith("\n"):
-        cut = body.find("\n")
-        body = "" if cut < 0 else body[cut + 1 :]
-    if not body.lstrip().startswith("{"):
-        raise _NotJson("not a JSON object")
-    try:
-        return json.loads(body, parse_constant=_constant, object_pairs_hook=_pairs)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
-        raise _NotJson(str(exc)) from None
-
-
 def parse_lock(text: str, file: str) -> LockFile:
     """A lock file's text, validated; problems as `ConfigErrors` at their `file:line:col`.
 
-    JSON first (what `reconcile lock` writes); the YAML reader only for an old YAML lock or
-    to locate the problems of a broken one."""
+    JSON (what `reconcile lock` writes) is parsed and its problems located without the YAML
+    reader; an older YAML lock file goes through the YAML reader, up to `MAX_YAML_BYTES`."""
     try:
-        return LockFile.model_validate(_json(text))
-    except (_NotJson, ValidationError):
-        pass
+        data = parse_json(text, file)
+    except NotJson:
+        return _parse_yaml(text, file)
+    except LockJson as exc:
+        raise ConfigErrors([exc.error], rerun=RERUN) from None
+    try:
+        return LockFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigErrors(_located(exc, text, file, data), rerun=RERUN) from None
+
+
+def _located(exc: ValidationError, text: str, file: str, data: Any) -> list[ConfigError]:
+    """The first `MAX_REPORTED` problems at their positions, and how many more there are."""
+    errors = exc.errors(include_url=False)
+    positions = {}
+    for err in errors[:MAX_REPORTED]:
+        positions.update(locate(text, tuple(err["loc"])))
+    found = translate(exc, Source(file, data, positions), LockFile)[:MAX_REPORTED]
+    if len(errors) > MAX_REPORTED:
+        more = len(errors) - MAX_REPORTED
+        found.append(ConfigError(file, 0, 0, "", f"and {more} more problems like these"))
+    return found
+
+
+def _parse_yaml(text: str, file: str) -> LockFile:
+    if len(text) > MAX_YAML_BYTES:
+        raise _problem(
+            file,
+            f"is a YAML lock file larger than {MAX_YAML_BYTES // 1024} KiB (an older format, slow "
+            "to read); run `reconcile lock` to write it again as JSON",
+        )
     source = parse_yaml(text, file)
     if source.errors:
         raise ConfigErrors(source.errors, rerun=RERUN)
