@@ -91,7 +91,7 @@ KNOWN_ARCHS = frozenset(
         "bert",
     }
 )
-_LAYER = re.compile(r"^blk\.(\d+)\.")
+_LAYER = re.compile(r"^blk\.(\d{1,9})\.")  # a longer index is no layer of ours
 _BYTES = LIMITS["bytes"]
 
 

@@ -131,10 +131,12 @@ def swa_layers(meta: Meta, n_layer: int, n_swa: int) -> list[bool]:
         return [False] * n_layer
     pattern = meta.raw("attention.sliding_window_pattern")
     if isinstance(pattern, list):
+        name = f"{meta.arch}.attention.sliding_window_pattern"
         flags = [
-            bool(whole(f"{meta.arch}.attention.sliding_window_pattern", v, 1)) for v in pattern
+            v if isinstance(v, bool) else bool(whole(f"{name}[{i}]", v, 1))
+            for i, v in enumerate(pattern[:n_layer])
         ]
-        return flags[:n_layer] + [False] * (n_layer - len(flags))
+        return flags + [False] * (n_layer - len(flags))
     every = (
         meta.count("attention.sliding_window_pattern", MAX_LAYERS)
         if pattern is not None

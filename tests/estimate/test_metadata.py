@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.gguf.reader import ModelFileError
+from reconciler.estimate.facts import facts_from_header
+from reconciler.gguf.reader import ModelFileError, read_gguf
 from reconciler.lockfile import facts_from_file
 from tests.gguf_edits import DROP, Raw, edit_metadata
 from tests.ggufs import Shape, write_gguf
@@ -120,3 +121,22 @@ def test_damaged_metadata_is_one_message_naming_file_and_key(
     text = str(info.value)
     assert text.startswith(f"{path}: ")
     assert text == f"{path}: {message}"
+
+
+def test_a_sliding_window_pattern_of_booleans_is_read(small: Path, tmp_path: Path) -> None:
+    """gemma3n and gpt-oss write one flag per layer (BOOL items), others a period (u32)."""
+    changes: dict[str, Raw | None] = {
+        "llama.attention.sliding_window": Raw("u32", 128),
+        "llama.attention.sliding_window_pattern": Raw("array", [True, False], items="bool"),
+    }
+    facts = facts_from_file(edit_metadata(small, tmp_path / "swa.gguf", changes))
+    assert [layer.swa for layer in facts.layers] == [True, False]
+
+
+def test_a_tensor_of_a_layer_index_thousands_of_digits_long(small: Path) -> None:
+    """Python refuses to read an integer of over 4300 digits: such a name is no layer."""
+    header = read_gguf(small)
+    tensors = [(t.name, t.shape, t.type, t.nbytes) for t in header.tensors]
+    tensors.append(("blk." + "9" * 5000 + ".attn_norm.weight", (64,), 0, 256))
+    facts = facts_from_header(header.metadata, tensors, header.file_size, header.fingerprint)
+    assert facts.other_bytes == 256  # counted outside the layers
