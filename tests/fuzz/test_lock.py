@@ -94,8 +94,12 @@ def _mutate(data: Any, rng: random.Random) -> tuple[str, str | None]:
     if op < 0.22 and isinstance(parent, dict):
         parent[f"x{rng.randrange(99)}"] = 1
         return f"a key added beside {path}", None
-    if op < 0.32:
-        facts = rng.choice(list(data["models"].values())).get("facts", {})
+    models = data.get("models") if isinstance(data, dict) else None
+    entries = (
+        [e for e in models.values() if isinstance(e, dict)] if isinstance(models, dict) else []
+    )
+    if op < 0.32 and entries:
+        facts = rng.choice(entries).get("facts", {})
         if isinstance(facts, dict) and isinstance(facts.get("layers"), list):
             n = rng.choice([0, 1, 511, 512, 513, 5000])
             facts["layers"] = (facts["layers"] * 5000)[:n] if facts["layers"] else []
