@@ -194,7 +194,7 @@ def test_the_undamaged_models_plan(bases: dict[str, Path]) -> None:
 
 def test_corrupt_ggufs_end_in_one_message(bases: dict[str, Path], tmp_path: Path) -> None:
     locks = {arch: _lock_text(path) for arch, path in bases.items()}
-    campaign = run_campaign("gguf", _cases(bases, locks, scaled(300)), tmp_path)
+    campaign = run_campaign("gguf", _cases(bases, locks, scaled(900)), tmp_path)
     assert campaign.failures == []
 
 
@@ -216,5 +216,5 @@ def _byte_cases(bases: dict[str, Path], count: int) -> list[Case]:
 
 
 def test_cut_and_flipped_ggufs_end_in_one_message(bases: dict[str, Path], tmp_path: Path) -> None:
-    campaign = run_campaign("gguf-bytes", _byte_cases(bases, scaled(120)), tmp_path)
+    campaign = run_campaign("gguf-bytes", _byte_cases(bases, scaled(300)), tmp_path)
     assert campaign.failures == []
