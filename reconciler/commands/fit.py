@@ -316,6 +316,14 @@ def _verdict_text(w: WhatIf, with_file: str | None) -> list[str]:
     return lines
 
 
+def _programs(programs: tuple[str, ...]) -> str:
+    """The other programs holding memory on a GPU, the largest two named."""
+    if not programs:
+        return ""
+    more = f" and {len(programs) - 2} more" if len(programs) > 2 else ""
+    return f" (other programs: {', '.join(programs[:2])}{more})"
+
+
 def fit_text(w: WhatIf, file: str, source: str, with_file: str | None) -> list[str]:
     f = w.facts
     trained = f"trained context {f.n_ctx_train}" if f.n_ctx_train > 0 else "trained context unknown"
@@ -337,7 +345,7 @@ def fit_text(w: WhatIf, file: str, source: str, with_file: str | None) -> list[s
             f"; {r.after_mib} if lower-priority models give way" if r.after_mib > r.free_mib else ""
         )
         free = f"{r.free_mib} MiB free of its {b.budget_mib} MiB budget"
-        lines.append(f"  GPU {b.label} {b.name}: {free}{giving}")
+        lines.append(f"  GPU {b.label} {b.name}: {free}{giving}{_programs(b.programs)}")
     lines.append(f"  host: {w.host_free_mib} MiB of RAM free for models")
     lines += [f"  note: {n}" for n in w.notes]
     if w.rows:

@@ -271,7 +271,7 @@ def what_if(
     rows = tuple(search.row(gpus, shares, cache) for cache in cache_types for gpus, shares in where)
     verdict = _verdict_from_rows(rows, cache_types)
     if not rows:
-        why = observed.gpu_note or "no NVIDIA GPU" if not room.gpus else _why_not(room.gpus)
+        why = _why_not(room.gpus) if room.gpus else observed.gpu_note or "no NVIDIA GPU"
         verdict = Verdict("no", reason=f"no GPU may take it ({why})")
     if any(r.at.status == "displacing" for r in rows) and verdict.status != "fits":
         cache = next(r.cache_type for r in rows if r.at.status == "displacing")
