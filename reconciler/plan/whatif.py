@@ -134,10 +134,13 @@ class _Search:
     """The searches over one machine for one candidate."""
 
     sizer: _Sizer
-    rooms: Sequence[Room]
     machine: Rooms
     ctx: int
     cap: int
+
+    @property
+    def rooms(self) -> Sequence[Room]:
+        return self.machine.gpus
 
     @property
     def host_free(self) -> int:
@@ -266,7 +269,7 @@ def what_if(
     elif candidate.ctx > trained:
         notes.append(f"ctx {candidate.ctx} is above the model's trained context {trained}")
     room = rooms(spec, observed, facts, candidate, with_file=with_file)
-    search = _Search(_Sizer(candidate, cand_facts), room.gpus, room, candidate.ctx, cap)
+    search = _Search(_Sizer(candidate, cand_facts), room, candidate.ctx, cap)
     where = places(candidate, room.gpus)
     rows = tuple(search.row(gpus, shares, cache) for cache in cache_types for gpus, shares in where)
     verdict = _verdict_from_rows(rows, cache_types)

@@ -183,3 +183,17 @@ def test_lower_priority_models_give_way_as_the_planner_decides(long_facts: Model
     assert won.verdict.need_mib["0"] == row.at.need_mib[0]
     room = won.rooms[0]
     assert room.after_mib > room.free_mib
+
+
+@pytest.mark.parametrize("cache", ["f16", "q8_0", "q4_0"])
+def test_the_searches_rely_on_the_estimator_growing(
+    long_facts: ModelFacts, gemma_gguf: Path, cache: str
+) -> None:
+    """Binary search is exact only if more context, or more layers on the GPU, never needs
+    less: checked on every step searched, for a generated model and the real Gemma 3."""
+    spec = model(cache_type=cache)
+    for facts in (long_facts, facts_from_file(gemma_gguf)):
+        by_ctx = [need(facts, spec, ctx=k * CTX_STEP) for k in range(1, 129)]
+        assert by_ctx == sorted(by_ctx)
+        by_layers = [need(facts, spec, gpu_layers=k) for k in range(1, facts.n_layer + 2)]
+        assert by_layers == sorted(by_layers)
