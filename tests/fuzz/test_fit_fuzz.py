@@ -3,9 +3,8 @@ and weight types) against generated machines (GPUs of any size, other programs h
 our instances, hot or lost GPUs), with random options and sometimes a desired file.
 
 Beyond the runner's rules (no traceback, no hang, a message on exit 1) each answer must hold
-together: exit 0 exactly when the verdict fits, 3 when it does not (so the runner's own loop,
-which knows exits 0 to 2, is not used); no option fits above its largest context; the figures
-are never negative; free room never exceeds the budget.
+together: exit 0 exactly when the verdict fits, 3 when it does not; no option fits above its
+largest context; the figures are never negative; free room never exceeds the budget.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 
 from reconciler.state import GpuProcess, GpuState, HostState, Instance, ObservedState
-from tests.fuzz.harness import STATS, TIME_LIMIT_S, Campaign, run_cli, scaled
+from tests.fuzz.harness import Case, Outcome, run_campaign, scaled
 from tests.ggufs import Shape, write_gguf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,35 +143,24 @@ def _incoherent(data: dict[str, Any], code: int) -> str | None:
     return None
 
 
-def test_fit_fuzz(models: list[tuple[Path, Shape]], tmp_path: Path) -> None:
-    campaign = STATS.setdefault("fit", Campaign("fit"))
+def _coherent(outcome: Outcome) -> str | None:
+    if outcome.code in (0, 3):
+        return _incoherent(json.loads(outcome.out), outcome.code)
+    return None
+
+
+def _cases(models: list[tuple[Path, Shape]]) -> Iterator[Case]:
     rng = random.Random(SEED)
     for index in range(scaled(CASES)):
-        work = tmp_path / f"{index:06d}"
-        work.mkdir()
-        argv = _argv(rng, work, models)
-        label = f"seed {SEED} case {index}"
-        with pytest.MonkeyPatch.context() as mp:
-            mp.chdir(work)
-            outcome = run_cli(argv)
-        campaign.inputs += 1
-        code = -1 if outcome.code is None else outcome.code
-        campaign.exits[code] = campaign.exits.get(code, 0) + 1
-        if outcome.seconds > campaign.slowest_s:
-            campaign.slowest_s, campaign.slowest = outcome.seconds, label
-        problem = None
-        if outcome.traceback is not None:
-            campaign.tracebacks += 1
-            problem = outcome.traceback
-        elif outcome.hung:
-            campaign.hangs += 1
-            problem = f"took over {TIME_LIMIT_S:g} s"
-        elif code in (0, 3):
-            problem = _incoherent(json.loads(outcome.out), code)
-        elif code != 1 or not outcome.err.strip() or "Traceback" in outcome.err:
-            problem = f"exit {code}: {outcome.err!r}"
-        if problem is not None:
-            campaign.other += outcome.traceback is None and not outcome.hung
-            if len(campaign.failures) < 5:
-                campaign.failures.append(f"{label}: reconcile {' '.join(argv)}: {problem}")
+        # Each case draws its options when the runner asks for its argv, in order, so a
+        # failure replays from the seed and its index.
+        yield Case(
+            f"seed {SEED} case {index}",
+            lambda work: _argv(rng, work, models),
+            check=_coherent,
+        )
+
+
+def test_fit_fuzz(models: list[tuple[Path, Shape]], tmp_path: Path) -> None:
+    campaign = run_campaign("fit", _cases(models), tmp_path, exits=(0, 1, 3))
     assert campaign.failures == []
