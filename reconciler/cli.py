@@ -212,20 +212,21 @@ codecs.register_error("reconciler.lenient", _lenient)
 
 @contextlib.contextmanager
 def _lenient_output() -> Iterator[None]:
-    """Our output never fails on text the terminal's encoding cannot carry (see `_lenient`)."""
+    """Our output never fails on text the terminal's encoding cannot carry: on stdout as
+    `_lenient` writes it, on stderr (messages) as backslash escapes."""
     changed = []
-    for stream in (sys.stdout, sys.stderr):
+    for stream, errors in ((sys.stdout, "reconciler.lenient"), (sys.stderr, "backslashreplace")):
         if isinstance(stream, io.TextIOWrapper) and stream.errors in ("strict", "surrogateescape"):
             before = stream.errors
             with contextlib.suppress(OSError, ValueError):
-                stream.reconfigure(errors="reconciler.lenient")
+                stream.reconfigure(errors=errors)
                 changed.append((stream, before))
     try:
         yield
     finally:
-        for stream, errors in changed:
+        for stream, before in changed:
             with contextlib.suppress(OSError, ValueError):
-                stream.reconfigure(errors=errors)
+                stream.reconfigure(errors=before)
 
 
 def _silence_stdout() -> None:

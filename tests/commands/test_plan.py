@@ -174,3 +174,25 @@ def test_plan_help_names_only_commands_that_exist(capsys: pytest.CaptureFixture[
     assert all(f"    {command} " in listed for command in named)
     assert "exit codes: 0 planned (with --detailed-exitcode: nothing to change); 2 with" in text
     assert "1 an error, also when a model marked `required: true` would be left blocked" in text
+
+
+@pytest.mark.parametrize("where", ["file", "folder"])
+@pytest.mark.parametrize("options", [[], ["--json"], ["-o", "plan.json"]])
+def test_a_desired_file_whose_path_is_not_text_is_one_line(
+    where: str,
+    options: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = os.fsdecode(b"d\xff.yaml" if where == "file" else b"f\xff/d.yaml")
+    Path(tmp_path / name).parent.mkdir(exist_ok=True)
+    (tmp_path / name).write_text(REQUIRED.replace("30000", "300"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", name, "--profile", "rtx4090", *options]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1
+    shown = name.encode("utf-8", "backslashreplace").decode()  # as stderr escapes it
+    assert err.startswith(f"{shown}: its path ")
+    assert err.endswith(" is not valid UTF-8; rename the file or the folder it is in\n")
