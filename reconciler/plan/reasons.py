@@ -27,6 +27,8 @@ __all__ = ["Scene", "blocked", "displaced", "own_mib"]
 HOLDERS_SHOWN = 3  # per GPU, the largest first
 PROGRAMS_SHOWN = 2  # the largest first
 FULL_SHOWN = 4  # GPUs named when every one runs max_models_per_gpu
+# models per plan given hints (each costs a few estimates: 1 to 3 ms); a real file has a few
+HINTED_MODELS = 32
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class Scene:
     priorities: Mapping[str, int] = dataclasses.field(default_factory=dict)  # desired models
     unmanaged: frozenset[str] = frozenset()  # desired models served by a label-only instance
     host_mib: int = 0  # host memory the plan may use for layers left on the CPU
+    # the hints given so far, by model: at most HINTED_MODELS are computed per plan
+    hinted: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @functools.cached_property
     def order(self) -> dict[str, int]:
@@ -188,10 +192,16 @@ def blocked(scene: Scene, m: ModelSpec, item: Item, *, hinted: bool = True) -> s
 
 def _would_fit(scene: Scene, m: ModelSpec, name: str, gpus: Sequence[int]) -> str:
     """`; would fit with ctx: 8192 or ...`: changes that fit beside the models before it."""
-    left = scene.room_now(name, above=True)
-    room = {g: left[g] for g in gpus if g in left}
-    found = hints(m, scene.facts.get(m.name), scene.budgets, room, scene.host_now(name, above=True))
-    return f"; would fit with {' or '.join(found)}" if found else ""
+    key = f"{name}/{m.name}"
+    if key not in scene.hinted:
+        if len(scene.hinted) >= HINTED_MODELS:
+            return f"; no hints past the first {HINTED_MODELS} models that do not fit"
+        left = scene.room_now(name, above=True)
+        room = {g: left[g] for g in gpus if g in left}
+        host = scene.host_now(name, above=True)
+        found = hints(m, scene.facts.get(m.name), scene.budgets, room, host)
+        scene.hinted[key] = f"; would fit with {' or '.join(found)}" if found else ""
+    return scene.hinted[key]
 
 
 def _fallbacks(item: Item) -> str:

@@ -33,16 +33,18 @@ def test_text_plan_of_the_example(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (EXAMPLE, "rtx4090"),  # three starts sharing one card: what each leaves
         (EXAMPLE, "rtx3060-12g"),  # a fallback start: which variant runs and why
-        (MIXED, "2x3090"),  # blocked models: the room left now and who holds it
+        (MIXED, "rtx3060-12g"),  # blocked: too big for the card; the room and its holders
+        (MIXED, "2x3090"),  # blocked models beside a split
         (DUAL, "rtx4090"),  # partial offload, a pin naming no GPU here
     ],
-    ids=["workstation-4090", "workstation-3060", "mixed-2x3090", "dual-4090"],
+    ids=["workstation-4090", "workstation-3060", "mixed-3060", "mixed-2x3090", "dual-4090"],
 )
 def test_the_text_plan_reads_as_a_person_needs_it(
     desired: str, profile: str, capsys: pytest.CaptureFixture[str], snapshot: SnapshotAssertion
 ) -> None:
     """Every line of the human plan, pinned: each start with its own estimate and what is left
-    where it goes, each blocked model with the room left now and its holders."""
+    where it goes, each blocked model with the room left now and its holders (the README's
+    plan section quotes workstation-3060 and mixed-3060)."""
     assert main(["plan", desired, "--profile", profile]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"Planned against profile:{profile} (observed ")

@@ -15,6 +15,7 @@ from reconciler.config.yamlfile import dump_yaml
 from reconciler.pipeline import model_facts
 from reconciler.plan.model import Plan
 from reconciler.plan.planner import make_plan
+from reconciler.plan.reasons import HINTED_MODELS
 from tests.ggufs import Shape, write_gguf
 from tests.plan.test_scenarios import SCENARIOS, observed_state
 
@@ -69,3 +70,25 @@ def test_each_hint_makes_the_model_fit(name: str, tmp_path: Path) -> None:
             changed = [{**m, **hint} if m["name"] == action.model else m for m in models]
             again = {a.model: a for a in _plan(case, changed, tmp_path).actions}
             assert again[action.model].action == "start", (hint, again[action.model].reason)
+
+
+def test_hints_are_bounded_per_plan_and_say_so(tmp_path: Path) -> None:
+    """Each model's hints cost a few estimates: a plan computes them for the first
+    `HINTED_MODELS` models that do not fit, and the others say that none were looked for."""
+    case = YAML(typ="safe").load(SCENARIOS / "smaller-kv-cache-hint.yaml")
+    model = case["desired"]["models"][0]
+    gguf = write_gguf(tmp_path / "chat.gguf", Shape("chat", **model.pop("shape")), sparse=True)
+    models = [
+        {**model, "name": f"chat{k}", "port": 8000 + k, "gguf": str(gguf)}
+        for k in range(HINTED_MODELS + 2)
+    ]
+    reasons = [a.reason for a in _plan(case, models, tmp_path).actions]
+    assert all("; would fit with cache_type: q8_0" in r for r in reasons[:HINTED_MODELS])
+    assert (
+        reasons[HINTED_MODELS:]
+        == [
+            f"needs 12776 MiB; the most GPU 0 can give is 9680 MiB; no hints past the first "
+            f"{HINTED_MODELS} models that do not fit"
+        ]
+        * 2
+    )
