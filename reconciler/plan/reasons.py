@@ -292,10 +292,12 @@ def _after(scene: Scene, name: str, g: int, short: int) -> str:
     texts = [text for _mib, text, _kind in sorted(shown, key=lambda h: -h[0])]
     if rest:
         models = sum(kind == "model" for _mib, _text, kind in rest)
-        programs = len(rest) - models
+        programs = sum(kind == "program" for _mib, _text, kind in rest)
         parts = [f"{models} more model{'s' * (models > 1)}"] if models else []
         parts += [f"{programs} other program{'s' * (programs > 1)}"] if programs else []
-        texts.append(" and ".join(parts) + f" ({sum(mib for mib, _text, _kind in rest)} MiB)")
+        parts += ["memory NVML attributes to no process"] if len(rest) > models + programs else []
+        listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+        texts.append(f"{listed} ({sum(mib for mib, _text, _kind in rest)} MiB)")
     if not texts:
         return ""
     last = texts.pop()
@@ -303,8 +305,9 @@ def _after(scene: Scene, name: str, g: int, short: int) -> str:
 
 
 def _holders(scene: Scene, name: str, g: int) -> list[tuple[int, str, str]]:
-    """What holds GPU g's room but `name`: (MiB, who, "model" or "program"): our other models
-    placed there, other programs, and memory NVML attributes to no process."""
+    """What holds GPU g's room but `name`: (MiB, who, kind): our other models placed there
+    ("model"), other programs ("program"), and memory NVML attributes to no process (the
+    driver's own, a process it does not list: "unnamed")."""
     out = []
     for other, o in scene.chosen.items():
         if other != name and g in o.gpus:
@@ -318,7 +321,7 @@ def _holders(scene: Scene, name: str, g: int) -> list[tuple[int, str, str]]:
         named += size or 0
     if b.foreign_mib > named:
         unnamed = b.foreign_mib - named
-        out.append((unnamed, f"{unnamed} MiB NVML attributes to no process", "program"))
+        out.append((unnamed, f"{unnamed} MiB NVML attributes to no process", "unnamed"))
     return out
 
 
