@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_status)
 
+    p = sub.add_parser("fit", help="would a GGUF model fit now, beside what runs? (what-if)")
+    _command(p, "fit", "add_arguments", "fit_command")
+
     p = sub.add_parser("schema", help="print the JSON Schema of the desired file or a profile")
     p.add_argument("kind", nargs="?", choices=("desired", "profile"), default="desired")
     p.set_defaults(func=schema)
