@@ -184,7 +184,8 @@ def blocked(scene: Scene, m: ModelSpec, item: Item, *, hinted: bool = True) -> s
             reason += " (split: never; `split: auto` would spread it over several GPUs)"
         elif m.backend == "vllm" and m.split == "auto":
             reason += " (backend vllm splits evenly over 2, 4 or 8 GPUs)"
-    hot = [budgets[g] for g in usable if g not in room and budgets[g].budget_mib >= need]
+    taking = set(room)
+    hot = [budgets[g] for g in usable if g not in taking and budgets[g].budget_mib >= need]
     if hot:
         reason += "; " + "; ".join(f"GPU {b.label} is {b.too_hot}" for b in hot)
     return reason + (_would_fit(scene, m, item.name, room) if hinted else "") + others
@@ -227,10 +228,11 @@ def _short_now(
     full = _full(scene, item)
     if full:
         return f"needs {min(sum(own_mib(o)) for o in primary)} MiB; {full}"
+    allowed = set(room)
     fitting = [
         o
         for o in primary
-        if o.gpus and all(g in room and n <= budgets[g].budget_mib for g, n in _pieces(o))
+        if o.gpus and all(g in allowed and n <= budgets[g].budget_mib for g, n in _pieces(o))
     ]
     if not fitting:
         need = min(sum(own_mib(o)) for o in primary)
