@@ -9,12 +9,15 @@ import threading
 from pathlib import Path
 
 import pytest
+from syrupy.assertion import SnapshotAssertion
 
 from reconciler.cli import main
 from reconciler.plan.model import Plan
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = str(ROOT / "desired" / "workstation.yaml")
+MIXED = str(ROOT / "desired" / "mixed-backends.yaml")
+DUAL = str(ROOT / "desired" / "dual-gpu.yaml")
 
 
 def test_text_plan_of_the_example(capsys: pytest.CaptureFixture[str]) -> None:
@@ -26,6 +29,29 @@ def test_text_plan_of_the_example(capsys: pytest.CaptureFixture[str]) -> None:
     starts = [line.split()[2] for line in out if line.strip().startswith("+ start")]
     assert starts == ["chat", "embed", "coder"]
     assert out[-1] == "Plan: 3 to start."
+
+
+@pytest.mark.parametrize(
+    ("desired", "profile"),
+    [
+        (EXAMPLE, "rtx4090"),  # three starts sharing one card: what each leaves
+        (EXAMPLE, "rtx3060-12g"),  # a fallback start: which variant runs and why
+        (MIXED, "rtx3060-12g"),  # blocked: too big for the card; the room and its holders
+        (MIXED, "2x3090"),  # blocked models beside a split
+        (DUAL, "rtx4090"),  # partial offload, a pin naming no GPU here
+    ],
+    ids=["workstation-4090", "workstation-3060", "mixed-3060", "mixed-2x3090", "dual-4090"],
+)
+def test_the_text_plan_reads_as_a_person_needs_it(
+    desired: str, profile: str, capsys: pytest.CaptureFixture[str], snapshot: SnapshotAssertion
+) -> None:
+    """Every line of the human plan, pinned: each start with its own estimate and what is left
+    where it goes, each blocked model with the room left now and its holders (the README's
+    plan section quotes workstation-3060 and mixed-3060)."""
+    assert main(["plan", desired, "--profile", profile]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"Planned against profile:{profile} (observed ")
+    assert lines[1:] == snapshot
 
 
 def test_json_saved_plan_and_detailed_exitcode(
