@@ -47,11 +47,15 @@ def test_the_text_plan_reads_as_a_person_needs_it(
 ) -> None:
     """Every line of the human plan, pinned: each start with its own estimate and what is left
     where it goes, each blocked model with the room left now and its holders (the README's
-    plan section quotes workstation-3060 and mixed-3060)."""
-    assert main(["plan", desired, "--profile", profile]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    plan section quotes workstation-3060 and mixed-3060); a blocked `required` model is also
+    an error line on stderr, and exit 1."""
+    code = main(["plan", desired, "--profile", profile])
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
     assert lines[0].startswith(f"Planned against profile:{profile} (observed ")
-    assert lines[1:] == snapshot
+    errors = captured.err.splitlines()
+    assert code == (1 if errors else 0)
+    assert [*lines[1:], *errors] == snapshot
 
 
 def test_json_saved_plan_and_detailed_exitcode(
