@@ -30,6 +30,7 @@ import reconciler
 from reconciler.config.desired import Desired
 from reconciler.config.loader import DesiredFile, load_desired
 from reconciler.config.yamlfile import read_bytes
+from reconciler.errors import ConfigError
 from reconciler.estimate.facts import ModelFacts
 from reconciler.gguf.reader import ModelFileError, shard_paths
 from reconciler.launch import env_digests
@@ -70,6 +71,22 @@ def tool_version() -> str:
         return importlib.metadata.version("gpu-reconciler")
     except importlib.metadata.PackageNotFoundError:
         return getattr(reconciler, "__version__", None) or "unknown"
+
+
+def _text_path(name: str) -> None:
+    """A desired file whose path is not text (bytes that are not UTF-8 in its name or in a
+    folder's) cannot be recorded in a plan, nor its models' paths hashed: one line."""
+    resolved = str(Path(name).absolute())
+    try:
+        resolved.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            name,
+            0,
+            0,
+            "",
+            f"its path {resolved!a} is not valid UTF-8; rename the file or the folder it is in",
+        ) from None
 
 
 def _desired_digest(raw: bytes, spec: Desired) -> str:
@@ -141,6 +158,7 @@ class Pipeline:
         """The desired file, validated (`ConfigErrors` otherwise), with its bytes' digest."""
         name = os.fspath(file)
         raw = read_bytes(name, name)
+        _text_path(name)
         loaded = load_desired(name, raw=raw)
         return DesiredInput(loaded, _desired_digest(raw, loaded.spec))
 
