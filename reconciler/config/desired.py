@@ -7,6 +7,7 @@ file can report every problem, each at its own key.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -54,6 +55,8 @@ FlashAttn: TypeAlias = Annotated[FlashAttnName, one_of(FlashAttnName, booleans=(
 SplitName = Literal["never", "auto"]
 SplitMode: TypeAlias = Annotated[SplitName, one_of(SplitName)]
 DesiredVersion: TypeAlias = Annotated[Literal[1], format_version(1)]
+NAME_MAX = 255  # bytes in one name of a path (Linux, macOS, Windows)
+PATH_MAX = 4096  # bytes in a whole path (Linux)
 
 
 def _path(value: Any, info: ValidationInfo, expected: str) -> Path | None:
@@ -64,10 +67,24 @@ def _path(value: Any, info: ValidationInfo, expected: str) -> Path | None:
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise invalid(expected, value)
-    path = Path(value).expanduser()
+    if "\0" in value:
+        raise invalid(f"{expected}; a path cannot hold a NUL character", value)
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # ~user/ of a user that does not exist, or no home directory
+        user = value[1:].split("/", 1)[0]
+        who = f"~{user} names no user of this machine" if user else "~ has no home folder here"
+        raise invalid(f"{expected}; {who}", value) from None
     base = (info.context or {}).get("base_dir")
     if not path.is_absolute() and base is not None:
         path = Path(base) / path
+    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+    if longest > NAME_MAX or len(os.fsencode(path)) > PATH_MAX:
+        raise invalid(
+            f"{expected}; this one is longer than the system allows ({NAME_MAX} bytes a "
+            f"name, {PATH_MAX} a path)",
+            value,
+        )
     return path
 
 
