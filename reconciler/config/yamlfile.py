@@ -119,7 +119,7 @@ def parse_yaml(
         raise ConfigErrors([_reader_error(exc, text, file)]) from None
     except YAMLError as exc:
         raise ConfigErrors([ConfigError(file, 0, 0, "", f"YAML error: {exc}")]) from None
-    except ValueError:  # the scanner's chr() on a \U escape beyond U+10FFFF
+    except (ValueError, OverflowError):  # the scanner's chr() on a \U escape beyond U+10FFFF
         raise ConfigErrors([_bad_escape(text, file)]) from None
     walker = _Walker(file, os.environ if environ is None else environ, max_values)
     walker.errors += [_at(file, mark, message) for mark, message in composer.problems]

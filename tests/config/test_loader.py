@@ -200,3 +200,36 @@ def test_unreadable_files(tmp_path: Path, setup: object, message: str) -> None:
     with pytest.raises(ConfigErrors) as info:
         load_desired(path)
     assert str(info.value).startswith(f"{path}{message}")
+
+
+def test_x_keys_hold_anchors_and_are_ignored() -> None:
+    spec = parse(
+        "version: 1\n"
+        "x-qwen: &qwen {ctx: 16384, cache_type: q8_0, flash_attn: on}\n"
+        "x-notes: [anything, {goes: here}]\n"
+        "models:\n"
+        "  - {<<: *qwen, name: chat, gguf: a.gguf, port: 8081}\n"
+    )
+    assert (spec.models[0].ctx, spec.models[0].cache_type) == (16384, "q8_0")
+
+
+def test_a_merged_key_does_not_move_the_position_of_the_mappings_own_key() -> None:
+    assert messages(
+        "version: 1\n"
+        "x-base: &base {ctx: 8192, port: 1}\n"
+        "models:\n"
+        "  - {<<: *base, name: a, gguf: a.gguf, ctx: big}\n"
+    ) == ['d.yaml:4:45: models[0].ctx: must be a positive integer, got "big"']
+
+
+def test_nested_merges_are_resolved_once_each() -> None:
+    lines = ["version: 1", "x-0: &m0 {ctx: 2048}"]
+    lines += [f"x-{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}, *m{i - 1}]}}" for i in range(1, 30)]
+    lines += ["models:", "  - {<<: *m29, name: a, gguf: a.gguf, port: 1}"]
+    assert parse("\n".join(lines) + "\n").models[0].ctx == 2048  # 3^29 merges walked naively
+
+
+def test_a_surrogate_pair_written_as_two_escapes_is_one_character() -> None:
+    spec = parse('version: 1\nmodels:\n  - {name: a, gguf: "\\ud83d\\ude00.gguf", port: 1}\n')
+    assert spec.models[0].gguf is not None
+    assert spec.models[0].gguf.name == "\U0001f600.gguf"
