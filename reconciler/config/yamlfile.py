@@ -22,6 +22,7 @@ from ruamel.yaml.reader import ReaderError
 
 from reconciler.config.scalars import ScalarProblem, escaped, lone_surrogate, resolve_plain
 from reconciler.config.source import Loc, Position, Source, format_loc
+from reconciler.config.yamlmessages import bad_escape, reader_error, syntax_error
 from reconciler.errors import ConfigError, ConfigErrors
 
 __all__ = [
@@ -114,13 +115,13 @@ def parse_yaml(
     except _Refused as exc:
         raise ConfigErrors([_at(file, exc.mark, exc.message)]) from None
     except MarkedYAMLError as exc:
-        raise ConfigErrors([_syntax_error(exc, file)]) from None
+        raise ConfigErrors([syntax_error(exc, file)]) from None
     except ReaderError as exc:
-        raise ConfigErrors([_reader_error(exc, text, file)]) from None
+        raise ConfigErrors([reader_error(exc, text, file)]) from None
     except YAMLError as exc:
         raise ConfigErrors([ConfigError(file, 0, 0, "", f"YAML error: {exc}")]) from None
     except (ValueError, OverflowError):  # the scanner's chr() on a \U escape beyond U+10FFFF
-        raise ConfigErrors([_bad_escape(text, file)]) from None
+        raise ConfigErrors([bad_escape(text, file)]) from None
     walker = _Walker(file, os.environ if environ is None else environ, max_values)
     walker.errors += [_at(file, mark, message) for mark, message in composer.problems]
     if root is None:
@@ -184,66 +185,6 @@ def _at(file: str, mark: Any, message: str) -> ConfigError:
     if mark is None:
         return ConfigError(file, 0, 0, "", message)
     return ConfigError(file, mark.line + 1, mark.column + 1, "", message)
-
-
-def _syntax_error(exc: MarkedYAMLError, file: str) -> ConfigError:
-    mark = exc.problem_mark or exc.context_mark
-    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
-    what = exc.problem or exc.context or "invalid YAML"
-    context = exc.context_mark
-    elsewhere = (
-        context is not None
-        and mark is not None
-        and (context.line, context.column) != (mark.line, mark.column)
-    )
-    if exc.context and exc.problem and context is not None and elsewhere:
-        what += f" ({exc.context} at line {context.line + 1}, col {context.column + 1})"
-    if "\\t" in what or "\t" in what:
-        what += "; indent with spaces, not tabs"
-    return ConfigError(file, line, col, "", f"YAML syntax error: {escaped(what, 200)}")
-
-
-def _line_col(text: str, index: int) -> tuple[int, int]:
-    """1-based line and column of the character at `index` of `text`."""
-    line = text.count("\n", 0, index) + 1
-    return line, index - (text.rfind("\n", 0, index) + 1) + 1
-
-
-def _reader_error(exc: ReaderError, text: str, file: str) -> ConfigError:
-    """A character YAML does not allow (a control character, U+FFFE...)."""
-    char = exc.character
-    code = char if isinstance(char, int) else ord(char) if isinstance(char, str) else 0
-    line, col = _line_col(text, exc.position) if isinstance(exc.position, int) else (0, 0)
-    return ConfigError(
-        file,
-        line,
-        col,
-        "",
-        f"the character U+{code:04X} is not allowed in a YAML file; remove it, or write it "
-        f'as an escape ("\\x{code:02x}") inside double quotes'
-        if code < 0x100
-        else f"the character U+{code:04X} is not allowed in a YAML file; remove it",
-    )
-
-
-def _bad_escape(text: str, file: str) -> ConfigError:
-    """Where a `\\U` escape names no character (the scanner says only `chr()` failed)."""
-    for found in _BIG_ESCAPE.finditer(text):
-        if int(found.group(1), 16) > MAX_CHAR:
-            line, col = _line_col(text, found.start())
-            return ConfigError(
-                file,
-                line,
-                col,
-                "",
-                f"\\U{found.group(1)} is beyond U+10FFFF, the last Unicode character; "
-                "check the escape",
-            )
-    return ConfigError(file, 0, 0, "", "an escape names no Unicode character; check escapes")
-
-
-_BIG_ESCAPE = re.compile(r"\\U([0-9A-Fa-f]{8})")
-MAX_CHAR = 0x10FFFF
 
 
 class _Walker:
