@@ -20,13 +20,13 @@ __all__ = [
 ]
 
 #: Models in one desired file (a host with 8 GPUs runs a few dozen at most).
-MAX_MODELS = 256
+MAX_MODELS = 128
 #: GPUs in `gpus` and in a model's `pin` (NVML numbers at most 64 on one host).
 MAX_GPUS = 64
 #: Entries of any other list or mapping of a model: fallbacks, argv, extra_args, env.
 MAX_LIST = 256
 #: Values (keys, scalars, lists and mappings) in a desired file or profile, anchors expanded.
-MAX_DESIRED_VALUES = 20_000
+MAX_DESIRED_VALUES = 10_000
 
 _MODEL_LISTS = {
     "pin": (MAX_GPUS, "GPUs"),

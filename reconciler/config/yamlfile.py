@@ -106,7 +106,7 @@ def parse_yaml(
 ) -> Source:
     """Parse YAML text; a syntax error, or a file beyond the limits (`max_values` values,
     `MAX_DEPTH` levels), raises `ConfigErrors`; other problems are collected."""
-    yaml = YAML(typ="rt", pure=True)
+    yaml = YAML(typ="safe", pure=True)
     yaml.Composer = _Composer
     composer: _Composer = yaml.composer
     composer.max_values = max_values
