@@ -93,7 +93,8 @@ def _pin_problems(loc: Loc, m: ModelSpec, gpus: Any) -> Iterator[Problem]:
     for j, ref in enumerate(m.pin):
         same_kind = [g for g in gpus if type(g) is type(ref)]
         if same_kind and ref not in same_kind:
-            allowed = ", ".join(str(g) for g in gpus)
+            named = [g for g in gpus if isinstance(g, int | str) and not isinstance(g, bool)]
+            allowed = ", ".join(escaped(str(g), 20) for g in named)
             yield (
                 (*loc, "pin", j),
                 (f"GPU {ref} is not in `gpus` ({allowed}); add it there or pin to one of those"),

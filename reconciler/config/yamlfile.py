@@ -345,7 +345,7 @@ class _Walker:
                 self.problem(
                     node,
                     loc,
-                    f"environment variable {name} is not set (used as {match.group(0)}); "
+                    f"environment variable {name} is not set (used as {escaped(match.group(0))}); "
                     "export it or write the value here",
                 )
                 return match.group(0)
