@@ -161,10 +161,15 @@ _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
 def _model_name(value: Any) -> str:
     if isinstance(value, str) and _NAME.match(value):
         return value
+    hint = ""
+    if isinstance(value, str):
+        fixed = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")[:48].strip("-")
+        hint = f'; did you mean "{fixed}"?' if fixed and _NAME.match(fixed) else ""
     raise invalid(
         "must be 1 to 48 lowercase letters, digits and dashes, not starting or ending with a dash "
         "(it becomes part of unit names)",
         value,
+        hint,
     )
 
 
