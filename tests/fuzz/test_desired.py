@@ -199,6 +199,9 @@ TEXT: tuple[tuple[str, Callable[[random.Random, str], str]], ...] = (
     ("tabs", lambda r, t: t.replace("  ", "\t", r.randrange(1, 4))),
     ("crlf", lambda r, t: t.replace("\n", "\r\n")),
     ("document-end", lambda r, t: t + "---\nversion: 1\n"),
+    ("root", lambda r, t: r.choice(["[]\n", "42\n", "~\n", "'text'\n", "!!set {a}\n", "---\n"])),
+    ("odd-keys", lambda r, t: t + r.choice(["? [a, b]\n: 1\n", "~: 1\n", "1: x\n", "? {a: 1}\n"])),
+    ("long-text", lambda r, t: t.replace("name: ", "name: " + "n" * r.choice([49, 10**5]), 1)),
 )  # fmt: skip
 
 
