@@ -271,7 +271,7 @@ def _writer(example: str, data: bytes, verb: str) -> Callable[[Path], list[str]]
 
 
 def test_mutated_desired_files_never_end_in_a_traceback(tmp_path: Path) -> None:
-    campaign = run_campaign("desired files", generate(SEED, scaled(120)), tmp_path)
+    campaign = run_campaign("desired files", generate(SEED, scaled(300)), tmp_path)
     assert campaign.failures == [], "\n\n".join(campaign.failures)
 
 
