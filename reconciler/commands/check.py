@@ -9,13 +9,14 @@ from typing import TextIO
 from reconciler.config.desired import ModelSpec
 from reconciler.config.loader import DesiredFile, ProfileFile, check_hardware, load_profile
 from reconciler.config.profile import Profile
-from reconciler.errors import ConfigError, ConfigErrors
+from reconciler.errors import ConfigError, ConfigErrors, ReconcileError
 from reconciler.gguf.regular import present
 from reconciler.lockfile import lock_path, read_lock
 from reconciler.observe.snapshot import from_profile
 from reconciler.pipeline import DesiredInput, Pipeline
 
 __all__ = [
+    "DoesNotFit",
     "Finding",
     "check",
     "describe_model",
@@ -154,42 +155,60 @@ def github(error: ConfigError, level: str) -> str:
     return f"::{level} {where}::" + message.replace("%", "%25").replace("\n", "%0A")
 
 
+class DoesNotFit(ReconcileError):
+    """A required model does not fit a profile (its lines go to stderr, after the report)."""
+
+
 def check(args: argparse.Namespace, out: TextIO) -> int:
     """Every file in turn (pre-commit passes several); a file's config errors do not stop the
-    others, and are reported together at the end."""
+    others, and are reported together at the end. In text, the report goes to `out` and every
+    error (a required model that does not fit, a config error) to stderr, after it; with
+    `--format github` everything is an annotation on `out`."""
     profiles = [load_profile(p) for p in args.profile or []]
     pipeline = Pipeline()  # the profiles are the machines: it never observes this one
     broken: list[ConfigError] = []
-    failed = False
+    misfits: list[ConfigError] = []
     for file in dict.fromkeys(args.files):  # each once, in order
-        fits, errors = _check_file(pipeline, file, profiles, args.format, out)
-        failed = failed or not fits
+        found, errors = _check_file(pipeline, file, profiles, args.format, out)
+        misfits += found
         broken += errors
-    if broken and args.format != "github":
-        raise ConfigErrors(broken)
-    for error in broken:
-        out.write(github(error, "error") + "\n")
-    return 1 if failed or broken else 0
+    if args.format == "github":
+        for error in broken:
+            out.write(github(error, "error") + "\n")
+        return 1 if misfits or broken else 0
+    lines = [f"error: {e.render()}" for e in misfits]
+    if broken:
+        lines.append(ConfigErrors(broken).render())
+    elif misfits:
+        noun = "model does" if len(misfits) == 1 else "models do"
+        lines.append(
+            f"{len(misfits)} required {noun} not fit; change the desired file (fallbacks, ctx, "
+            "cache_type, gpu_layers: auto) or the profiles, and run `reconcile check` again."
+        )
+    if lines:
+        raise DoesNotFit("\n".join(lines))
+    return 0
 
 
 def _check_file(
     pipeline: Pipeline, file: str, profiles: list[ProfileFile], fmt: str, out: TextIO
-) -> tuple[bool, list[ConfigError]]:
-    """Whether every required model fits every profile; the file's config errors."""
+) -> tuple[list[ConfigError], list[ConfigError]]:
+    """The required models that do not fit a profile (in text; annotated on `out` in github
+    format), and the file's config errors."""
     try:
         loaded = pipeline.load(file)
     except ConfigErrors as exc:
-        return True, list(exc.errors)
+        return [], list(exc.errors)
     desired = loaded.file
     errors = [e for p in profiles for e in check_hardware(desired, p)]
     if errors:
-        return True, errors
+        return [], errors
     try:
         errors = model_file_errors(pipeline, loaded)
     except ConfigErrors as exc:  # the lock file beside it
-        return True, list(exc.errors)
+        return [], list(exc.errors)
     if errors:
-        return True, errors
+        return [], errors
     spec = desired.spec
     count = len(spec.models)
     text = fmt != "github"
@@ -197,7 +216,7 @@ def _check_file(
         out.write(f"{file}: valid, {count} model{'s' if count != 1 else ''}\n")
         for line in _table([describe_model(m) for m in spec.models]):
             out.write(line + "\n")
-    fits = True
+    misfits = []
     for p in profiles:
         warning = headroom_warning(desired, p)
         if warning is not None:
@@ -205,11 +224,15 @@ def _check_file(
                 (f"warning: {warning.render()}" if text else github(warning, "warning")) + "\n"
             )
         findings, summary = fit_findings(pipeline, loaded, p)
-        fits = fits and not any(f.required for f in findings)
         for f in findings:
+            if f.required and text:
+                misfits.append(f.error)  # on stderr, after the report
+                continue
             level = "error" if f.required else "warning"
             out.write((f"{level}: {f.error.render()}" if text else github(f.error, level)) + "\n")
+            if f.required:
+                misfits.append(f.error)
         if text:
             out.write(describe_profile(p.name, p.spec) + "\n")
             out.write(f"  {summary}\n")
-    return fits, []
+    return misfits, []

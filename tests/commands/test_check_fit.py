@@ -51,9 +51,19 @@ def test_a_required_model_too_large_fails_with_an_annotation_on_its_line(
 def test_text_format_lists_errors_and_exits_1(
     too_big: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The report on stdout; the models that do not fit on stderr, after it, with what to do."""
     assert main(["check", str(too_big), "--profile", "rtx3060-12g"]) == 1
-    out = capsys.readouterr().out
-    assert f"error: {too_big}:16:5: models[0]: required model chat does not fit" in out
+    out, err = capsys.readouterr()
+    assert "required model chat" not in out
+    assert out.splitlines()[-1].startswith("  ")  # the profile's summary line ends the report
+    lines = err.splitlines()
+    assert lines[0].startswith(
+        f"error: {too_big}:16:5: models[0]: required model chat does not fit"
+    )
+    assert lines[-1] == (
+        "1 required model does not fit; change the desired file (fallbacks, ctx, cache_type, "
+        "gpu_layers: auto) or the profiles, and run `reconcile check` again."
+    )
 
 
 def test_config_errors_become_annotations_too(capsys: pytest.CaptureFixture[str]) -> None:

@@ -88,7 +88,7 @@ def test_the_warning_does_not_change_a_failing_exit_code(
         "version: 1\npolicy: {headroom: {reserve_mib: 2048}}\nmodels:\n"
         "  - {name: big, backend: vllm, model: m, port: 8000, vram_mib: 90000, required: true}\n"
     )
-    code, out, _err = run(["check", str(path), "--profile", "h100-80g"], capsys)
+    code, out, err = run(["check", str(path), "--profile", "h100-80g"], capsys)
     assert code == 1
     assert out[2].startswith(f"warning: {path}:2:34: policy.headroom.reserve_mib: 2048 MiB")
-    assert out[3].startswith(f"error: {path}:4:5: models[0]: required model big does not fit")
+    assert err.startswith(f"error: {path}:4:5: models[0]: required model big does not fit")
