@@ -18,7 +18,6 @@ from reconciler.errors import ReconcileError
 from reconciler.pipeline import Pipeline
 from reconciler.plan.model import Plan
 from reconciler.plan.views import plan_json, plan_text
-from reconciler.planfile import plan_target, save_plan
 
 __all__ = ["RequiredBlocked", "add_arguments", "plan_command", "required_errors"]
 
@@ -83,6 +82,8 @@ def required_errors(plan: Plan, desired: DesiredFile) -> tuple[str, ...]:
 
 def plan_command(args: argparse.Namespace, out: TextIO) -> int:
     if args.out:
+        from reconciler.planfile import plan_target  # noqa: PLC0415 (only with -o)
+
         plan_target(args.out)  # refused before observing, not after
     pipeline = Pipeline(observed=args.observed, profile=args.profile)
     desired = pipeline.load(args.file)
@@ -91,6 +92,8 @@ def plan_command(args: argparse.Namespace, out: TextIO) -> int:
     if errors:
         plan = plan.model_copy(update={"errors": errors})
     if args.out:
+        from reconciler.planfile import save_plan  # noqa: PLC0415
+
         save_plan(plan, args.out)
     if args.json:
         out.write(plan_json(plan) + "\n")

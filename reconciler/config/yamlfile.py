@@ -22,7 +22,6 @@ from ruamel.yaml.reader import ReaderError
 
 from reconciler.config.scalars import ScalarProblem, escaped, lone_surrogate, resolve_plain
 from reconciler.config.source import Loc, Position, Source, format_loc
-from reconciler.config.yamlmessages import bad_escape, reader_error, syntax_error
 from reconciler.errors import ConfigError, ConfigErrors
 
 __all__ = [
@@ -115,12 +114,18 @@ def parse_yaml(
     except _Refused as exc:
         raise ConfigErrors([_at(file, exc.mark, exc.message)]) from None
     except MarkedYAMLError as exc:
+        from reconciler.config.yamlmessages import syntax_error  # noqa: PLC0415 (errors only)
+
         raise ConfigErrors([syntax_error(exc, file)]) from None
     except ReaderError as exc:
+        from reconciler.config.yamlmessages import reader_error  # noqa: PLC0415
+
         raise ConfigErrors([reader_error(exc, text, file)]) from None
     except YAMLError as exc:
         raise ConfigErrors([ConfigError(file, 0, 0, "", f"YAML error: {exc}")]) from None
     except (ValueError, OverflowError):  # the scanner's chr() on a \U escape beyond U+10FFFF
+        from reconciler.config.yamlmessages import bad_escape  # noqa: PLC0415
+
         raise ConfigErrors([bad_escape(text, file)]) from None
     walker = _Walker(file, os.environ if environ is None else environ, max_values)
     walker.errors += [_at(file, mark, message) for mark, message in composer.problems]

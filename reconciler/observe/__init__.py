@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from reconciler.config.loader import ProfileFile
+    from reconciler.observe.journal import JournalEntry
     from reconciler.observe.observer import Observer
     from reconciler.observe.processes import ProcessTable
     from reconciler.state import ObservedState
@@ -50,16 +51,10 @@ class StateReader:
     def observe(self) -> ObservedState:
         """What the machine looks like now."""
         # Imported here: the machine's readers are loaded only when the machine is to be read.
-        from reconciler.config.loader import load_profile  # noqa: PLC0415
-        from reconciler.observe.journal import (  # noqa: PLC0415
-            JOURNAL,
-            default_state_dir,
-            read_journal,
-        )
-        from reconciler.observe.snapshot import from_profile, load_snapshot  # noqa: PLC0415
-
-        journal_file = (self.state_dir or default_state_dir()) / JOURNAL
         if self.observed is not None or self.profile is not None:
+            from reconciler.config.loader import load_profile  # noqa: PLC0415
+            from reconciler.observe.snapshot import from_profile, load_snapshot  # noqa: PLC0415
+
             if self.observed is not None:
                 simulated = load_snapshot(self.observed)
             else:
@@ -67,18 +62,28 @@ class StateReader:
                     self._profile = load_profile(self.profile or "")
                 simulated = from_profile(self._profile.spec, self._profile.name)
             if not self.journal:
-                return simulated
+                return simulated  # a plan on a profile or snapshot alone reads no journal
             from reconciler.observe.processes import ProcessTable  # noqa: PLC0415
             from reconciler.observe.simulated import with_journal  # noqa: PLC0415
 
             self._table = self._table or ProcessTable()
-            return with_journal(simulated, read_journal(journal_file), self._table)
+            return with_journal(simulated, self._read_journal(), self._table)
         if self._observer is None:
             # Only the real machine needs NVML and psutil: a profile or a snapshot does not.
             from reconciler.observe.observer import Observer  # noqa: PLC0415
 
             self._observer = Observer(self._nvml_module)
-        return self._observer.observe(read_journal(journal_file))
+        return self._observer.observe(self._read_journal())
+
+    def _read_journal(self) -> tuple[JournalEntry, ...]:
+        """The entries of the journal in the state folder (none before the first apply)."""
+        from reconciler.observe.journal import (  # noqa: PLC0415
+            JOURNAL,
+            default_state_dir,
+            read_journal,
+        )
+
+        return read_journal((self.state_dir or default_state_dir()) / JOURNAL)
 
 
 def observe(

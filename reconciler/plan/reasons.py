@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from reconciler.config.desired import ModelSpec
 from reconciler.estimate.facts import ModelFacts
 from reconciler.plan.budget import GpuBudget
-from reconciler.plan.hints import hints
 from reconciler.plan.options import ONE_GPU_BACKENDS, Option, most_mib
 from reconciler.plan.search import Item
 from reconciler.state import Instance
@@ -200,6 +199,8 @@ def _would_fit(scene: Scene, m: ModelSpec, name: str, gpus: Sequence[int]) -> st
         left = scene.room_now(name, above=True)
         room = {g: left[g] for g in gpus if g in left}
         host = scene.host_now(name, above=True)
+        from reconciler.plan.hints import hints  # noqa: PLC0415 (only a blocked model's)
+
         found = hints(m, scene.facts.get(m.name), scene.budgets, room, host)
         scene.hinted[key] = f"; would fit with {' or '.join(found)}" if found else ""
     return scene.hinted[key]
