@@ -83,9 +83,12 @@ def fit_findings(
     index = {m.name: i for i, m in enumerate(desired.spec.models)}
     findings = []
     placed = 0
+    instead = []
     for action in plan.actions:
         if action.action not in ("blocked", "stop"):
             placed += 1
+            if action.variant and action.variant != action.model:
+                instead.append(f"{action.model} as {action.variant}")
             continue
         spec = desired.spec.model_named(action.model)
         required = spec is not None and spec.required
@@ -93,6 +96,8 @@ def fit_findings(
         message = f"{kind} {action.model} does not fit on profile {profile.name}: {action.reason}"
         findings.append(Finding(desired.error(("models", index[action.model]), message), required))
     summary = f"{placed} of {len(plan.actions)} models fit"
+    if instead:  # a fallback fits, not the model itself
+        summary += f" ({', '.join(instead)})"
     return findings, summary
 
 

@@ -72,3 +72,14 @@ def test_config_errors_become_annotations_too(capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().out.strip() == (
         f'::error file={broken},line=6,col=10::models[0].ctx: must be a positive integer, got "8k"'
     )
+
+
+def test_the_summary_names_a_model_that_fits_only_as_its_fallback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """On a 12 GB card the workstation's coder runs as coder-small: the count says so rather
+    than claiming every model fits as written."""
+    assert (
+        main(["check", str(ROOT / "desired" / "workstation.yaml"), "--profile", "rtx3060-12g"]) == 0
+    )
+    assert capsys.readouterr().out.splitlines()[-1] == "  3 of 3 models fit (coder as coder-small)"
