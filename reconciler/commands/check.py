@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 from reconciler.config.desired import ModelSpec
 from reconciler.config.loader import DesiredFile, ProfileFile, check_hardware, load_profile
 from reconciler.config.profile import Profile
+from reconciler.config.rules import hardware_problems
+from reconciler.config.yamlfile import read_yaml
 from reconciler.errors import ConfigError, ConfigErrors, ReconcileError
 from reconciler.gguf.regular import present
 from reconciler.lockfile import lock_path, read_lock
@@ -99,6 +103,25 @@ def fit_findings(
     if instead:  # a fallback fits, not the model itself
         summary += f" ({', '.join(instead)})"
     return findings, summary
+
+
+def _hardware_of_invalid(file: str, profiles: list[ProfileFile]) -> list[ConfigError]:
+    """The GPUs a file that does not validate names (in `gpus`, `pin`) that a profile lacks,
+    so that they come in the same pass as its other problems, not after those are fixed."""
+    if not profiles:
+        return []
+    try:
+        source = read_yaml(file)
+    except ConfigErrors:  # not even YAML: its errors are the ones already reported
+        return []
+    context = {"base_dir": Path(os.path.abspath(file)).parent}
+    errors = []
+    for p in profiles:
+        uuids = [g.uuid for g in p.spec.gpus]
+        where = f"profile {p.name}"
+        problems = hardware_problems(source.data, context, len(uuids), uuids, where)
+        errors += [source.error(loc, message) for loc, message in problems]
+    return errors
 
 
 def model_file_errors(pipeline: Pipeline, loaded: DesiredInput) -> list[ConfigError]:
@@ -203,7 +226,7 @@ def _check_file(
     try:
         loaded = pipeline.load(file)
     except ConfigErrors as exc:
-        return [], list(exc.errors)
+        return [], [*exc.errors, *_hardware_of_invalid(file, profiles)]
     desired = loaded.file
     errors = [e for p in profiles for e in check_hardware(desired, p)]
     if errors:

@@ -126,3 +126,24 @@ def test_several_files_as_github_annotations(
         f"::error file={broken},line=12,col=5::models[1].prioriti: unknown key; did you mean"
         ' "priority"?',
     ]
+
+
+def test_missing_gpus_come_in_the_same_pass_as_the_files_other_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A GPU the profile lacks is reported beside a bad value, not only once that is fixed."""
+    path = tmp_path / "d.yaml"
+    path.write_text(
+        "version: 1\ngpus: [0, 3]\nmodels:\n  - name: chat\n    backend: command\n"
+        "    argv: [/bin/x]\n    vram_mib: -5\n    pin: [2]\n"
+    )
+    code, out, err = run(["check", str(path), "--profile", "rtx4090"], capsys)
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"{path}:2:11: gpus[1]: no GPU 3 on profile rtx4090, which has GPU 0",
+        f"{path}:7:15: models[0].vram_mib: must be a positive integer, got -5",
+        f"{path}:8:11: models[0].pin[0]: GPU 2 is not in `gpus` (0, 3); add it there or pin to "
+        "one of those",
+        f"{path}:8:11: models[0].pin[0]: no GPU 2 on profile rtx4090, which has GPU 0",
+        f"4 problems in {path}; fix and run `reconcile check` again.",
+    ]
