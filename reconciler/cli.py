@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_status)
 
+    p = sub.add_parser("profiles", help="the hardware profiles (bundled and yours) and their GPUs")
+    _command(p, "profiles", "add_arguments", "profiles_command")
+
     p = sub.add_parser("schema", help="print the JSON Schema of the desired file or a profile")
     p.add_argument("kind", nargs="?", choices=("desired", "profile"), default="desired")
     p.set_defaults(func=schema)
