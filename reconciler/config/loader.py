@@ -40,6 +40,9 @@ __all__ = [
 
 T = TypeVar("T", bound=BaseModel)
 
+#: A profile's size: the YAML reader takes seconds per MiB, and a machine fits in far less.
+MAX_PROFILE_BYTES = 64 * 1024
+
 
 @dataclass(frozen=True)
 class Loaded(Generic[T]):
@@ -171,6 +174,13 @@ def load_profile(name_or_path: str) -> ProfileFile:
 
 
 def _profile_file(path: Path) -> ProfileFile:
+    size = path.stat().st_size if path.is_file() else 0
+    if size > MAX_PROFILE_BYTES:
+        message = (
+            f"is {size} bytes; a profile is at most {MAX_PROFILE_BYTES // 1024} KiB (the bundled "
+            "ones are under 1 KiB); is this the right file?"
+        )
+        raise ConfigErrors([ConfigError(str(path), 0, 0, "", message)])
     source = read_yaml(path)
     spec = _validate(Profile, source, {"base_dir": path.resolve().parent})
     problems = [source.error(loc, message) for loc, message in spec.problems()]

@@ -30,6 +30,7 @@ __all__ = ["from_profile", "load_snapshot"]
 
 PROFILE_PID_BASE = 1_000_000  # pids of a profile's baseline programs: beyond any real pid
 MAX_DIGITS = 20  # a snapshot's largest figure (a start time in microseconds) has 16
+MAX_YAML_CHARS = 256 * 1024  # the YAML reader takes seconds per MiB; JSON may have 4 MiB
 MAX_DEPTH = 32  # JSON nesting: a snapshot has 6 levels (instances[].launch.env.KEY)
 
 
@@ -85,6 +86,12 @@ def _load(file: str) -> ObservedState:
     if text.lstrip().startswith("{"):
         data = _parse_json(text, file)
         source = None
+    elif len(text) > MAX_YAML_CHARS:
+        message = (
+            f"a snapshot written as YAML is at most {MAX_YAML_CHARS // 1024} KiB (this one has "
+            f"{len(text) // 1024} KiB); write it as JSON, as `reconcile status --json` does"
+        )
+        raise ConfigErrors([ConfigError(file, 0, 0, "", message)])
     else:
         source = _parse_yaml(text, file)
         data = source.data

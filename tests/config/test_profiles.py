@@ -160,3 +160,14 @@ def test_pins_and_gpus_are_checked_against_the_profile() -> None:
         f"{desired.path}:14:11: gpus[1]: no GPU 1 on profile rtx4090, which has GPU 0",
         f"{desired.path}:41:11: models[2].pin[0]: no GPU 1 on profile rtx4090, which has GPU 0",
     ]
+
+
+def test_a_profile_is_at_most_64_kib(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    path.write_text(BASE + GPU * 2000)
+    with pytest.raises(ConfigErrors) as info:
+        load_profile(str(path))
+    assert [e.render() for e in info.value.errors] == [
+        f"{path}: is {path.stat().st_size} bytes; a profile is at most 64 KiB (the bundled ones "
+        "are under 1 KiB); is this the right file?"
+    ]

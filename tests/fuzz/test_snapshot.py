@@ -27,6 +27,7 @@ from typing import Any
 from reconciler.observe.journal import JournalEntry
 from reconciler.observe.observer import Observer
 from tests.fuzz.harness import Case, run_campaign, run_cli, scaled
+from tests.fuzz.plans import nonsense_plans
 from tests.observe.fake_nvml import MIB, FakeGpu, FakeNvml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -261,53 +262,6 @@ def snapshot_cases(bases: list[Data], count: int, seed: int) -> Iterator[Case]:
             return [*argv, "-o", "plan.json"]
 
         yield Case(f"seed {seed} #{index} {names}", write, names=SNAPSHOT)
-
-
-# -- the semantic judgement -------------------------------------------------------------------
-
-
-def _negatives(node: Any, path: str = "") -> Iterator[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _negatives(value, f"{path}.{key}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _negatives(value, f"{path}[{i}]")
-    elif isinstance(node, int | float) and not isinstance(node, bool) and node < 0:
-        yield f"{path} = {node}"
-
-
-def plan_problems(plan: dict[str, Any]) -> list[str]:
-    """What makes a plan nonsense: a GPU over its budget or listed twice, a negative figure."""
-    out = [f"negative: {n}" for n in _negatives(plan)]
-    labels = [g["label"] for g in plan["gpus"]]
-    uuids = [g["uuid"] for g in plan["gpus"]]
-    if len(set(labels)) != len(labels) or len(set(uuids)) != len(uuids):
-        out.append(f"a GPU twice: {labels} {uuids}")
-    starts: dict[str, int] = {}
-    for action in plan["actions"]:
-        if action["action"] in ("start", "restart", "move"):
-            for label, mib in (action.get("estimate_mib") or {}).items():
-                starts[label] = starts.get(label, 0) + mib
-    for gpu in plan["gpus"]:
-        if gpu["planned_mib"] > gpu["budget_mib"]:
-            out.append(f"GPU {gpu['label']}: {gpu['planned_mib']} over {gpu['budget_mib']}")
-        if gpu["budget_mib"] > gpu["total_mib"]:
-            out.append(f"GPU {gpu['label']}: budget {gpu['budget_mib']} > {gpu['total_mib']}")
-        if starts.get(gpu["label"], 0) > gpu["budget_mib"]:
-            out.append(f"GPU {gpu['label']}: starts of {starts[gpu['label']]} MiB over budget")
-    return out
-
-
-def nonsense_plans(folder: Path) -> tuple[int, list[str]]:
-    """How many plans the campaign saved, and what was wrong with the nonsense ones."""
-    plans = sorted(folder.glob("*/plan.json"))
-    bad = []
-    for path in plans:
-        problems = plan_problems(json.loads(path.read_text()))
-        if problems:
-            bad.append(f"{path.parent.name}: {'; '.join(problems[:3])}")
-    return len(plans), bad
 
 
 def test_mutated_snapshots(tmp_path: Path) -> None:

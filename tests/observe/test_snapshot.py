@@ -246,3 +246,14 @@ def test_at_most_1024_processes_per_gpu(tmp_path: Path) -> None:
     assert [e.render().split(": ", 1)[1] for e in info.value.errors] == [
         "gpus[0].processes: at most 1024 processes per GPU; this one lists 2000"
     ]
+
+
+def test_a_yaml_snapshot_is_at_most_256_kib(tmp_path: Path) -> None:
+    path = tmp_path / "now.yaml"
+    path.write_text("# written by hand\n" + json.dumps(_base(), indent=2) + " " * 300_000)
+    with pytest.raises(ConfigErrors) as info:
+        load_snapshot(path)
+    assert [e.render() for e in info.value.errors] == [
+        f"{path}: a snapshot written as YAML is at most 256 KiB (this one has 294 KiB); write "
+        "it as JSON, as `reconcile status --json` does"
+    ]
