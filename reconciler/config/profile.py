@@ -38,8 +38,8 @@ __all__ = [
     "number",
 ]
 
-#: GPUs of one machine, MIG slices included (16 GPUs of 7 slices each, and their parents).
-MAX_GPUS = 128
+#: GPUs of one machine (as for the desired file's `gpus`; servers have 8 or 16).
+MAX_GPUS = 64
 #: Memory of one GPU: 1 TiB (the largest cards have 192 GB).
 MAX_GPU_MIB = 1 << 20
 #: RAM of one host: 64 TiB.

@@ -17,6 +17,7 @@ from reconciler.config.source import Loc
 from reconciler.state import GpuProcess, GpuState, HostState, Instance, ObservedState
 
 __all__ = [
+    "MAX_ENTRIES",
     "MAX_INSTANCES",
     "MAX_MIG",
     "MAX_PID",
@@ -29,6 +30,7 @@ __all__ = [
 MAX_PROCESSES = 1024  # per GPU
 MAX_INSTANCES = 1024
 MAX_MIG = 7  # an NVIDIA GPU has at most 7 MIG slices, numbered 0 to 6
+MAX_ENTRIES = MAX_GPUS * (MAX_MIG + 1)  # GPUs and their MIG slices
 MAX_PID = 1 << 22  # Linux's PID_MAX_LIMIT
 MAX_TEMPERATURE_C = 150
 MAX_POWER_W = 10_000  # the largest boards draw about 1.5 kW
@@ -52,12 +54,12 @@ def _range(
 def snapshot_problems(state: ObservedState) -> list[Problem]:
     """Every claim of `state` that no machine can make, each at its key."""
     out: list[Problem] = []
-    if len(state.gpus) > MAX_GPUS:
+    if len(state.gpus) > MAX_ENTRIES:
         out.append(
             (
                 ("gpus",),
-                f"at most {MAX_GPUS} GPUs and MIG slices (no real machine has more); this "
-                f"snapshot has {len(state.gpus)}",
+                f"at most {MAX_ENTRIES} GPUs and MIG slices ({MAX_GPUS} GPUs of {MAX_MIG} slices "
+                f"each: no real machine has more); this snapshot has {len(state.gpus)}",
             )
         )
         return out

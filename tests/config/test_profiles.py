@@ -106,8 +106,8 @@ BASE = "version: 1\ndescription: lab\nhost: {ram_mib: 1024, cpus: 2}\ngpus:\n"
          "(memory_mib)"),
         (BASE + GPU.replace("}", ", uuid: GPU-a}") * 2,
          "gpus[1].uuid: GPU 0 has this UUID too; each GPU has its own"),
-        (BASE + GPU * 129, "gpus: at most 128 GPUs (no real machine has more); this profile has "
-         "129"),
+        (BASE + GPU * 65, "gpus: at most 64 GPUs (no real machine has more); this profile has "
+         "65"),
         (BASE + GPU.replace("}", ", baseline: [" + "{name: x, used_mib: 1}, " * 65 + "]}"),
          "gpus[0].baseline: at most 64 programs per GPU (no real machine has more); this profile "
          "has 65"),

@@ -99,7 +99,7 @@ def crowded(r: random.Random, data: Data) -> str | None:
     elif choice == 1:
         gpu["baseline"] = [{"name": f"p{i}", "used_mib": 1} for i in range(r.choice([65, 5000]))]
     else:
-        data["gpus"] = [copy.deepcopy(gpu) for _ in range(r.choice([16, 129, 3000]))]
+        data["gpus"] = [copy.deepcopy(gpu) for _ in range(r.choice([16, 65, 3000]))]
     return None
 
 

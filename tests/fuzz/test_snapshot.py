@@ -153,7 +153,7 @@ def many(r: random.Random, data: Data) -> str | None:
     gpus = data.get("gpus") or []
     if not gpus:
         return None
-    count = r.choice([20, 129, 500, 3000])
+    count = r.choice([20, 65, 513, 3000])
     if r.random() < 0.5:
         base = gpus[0]
         distinct = r.random() < 0.7

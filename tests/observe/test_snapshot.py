@@ -221,7 +221,7 @@ def test_json_no_reader_agrees_on_is_refused(
     assert first.line > 1
 
 
-def test_at_most_128_gpus(tmp_path: Path) -> None:
+def test_at_most_512_gpus_and_mig_slices(tmp_path: Path) -> None:
     data = _base()
     gpu = data["gpus"][0]
     data["gpus"] = [{**gpu, "index": i, "uuid": f"GPU-{i}"} for i in range(3000)]
@@ -230,8 +230,8 @@ def test_at_most_128_gpus(tmp_path: Path) -> None:
     with pytest.raises(ConfigErrors) as info:
         load_snapshot(path)
     assert [e.render() for e in info.value.errors] == [
-        f"{path}:1:126: gpus: at most 128 GPUs and MIG slices (no real machine has more); this "
-        "snapshot has 3000"
+        f"{path}:1:126: gpus: at most 512 GPUs and MIG slices (64 GPUs of 7 slices each: no real "
+        "machine has more); this snapshot has 3000"
     ]
 
 
