@@ -171,3 +171,16 @@ def test_a_profile_is_at_most_64_kib(tmp_path: Path) -> None:
         f"{path}: is {path.stat().st_size} bytes; a profile is at most 64 KiB (the bundled ones "
         "are under 1 KiB); is this the right file?"
     ]
+
+
+def test_a_typo_of_a_user_profile_name_suggests_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "lab-box.yaml").write_text(BASE + GPU)
+    monkeypatch.setenv("RECONCILER_PROFILES", str(tmp_path))
+    assert load_profile("lab-box").spec.gpus[0].memory_mib == 24564
+    with pytest.raises(ConfigErrors) as info:
+        load_profile("lab-bx")
+    assert str(info.value).splitlines()[0] == (
+        'lab-bx: no such hardware profile; did you mean "lab-box"?'
+    )
