@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DESIRED ?= desired/workstation.yaml
 PROFILE ?= rtx4090
 
-.PHONY: run test lint schema bench bench-plan clean llama-server
+.PHONY: run test lint schema bench bench-plan bench-startup clean llama-server
 
 # The main job: plan the example desired state against this machine's GPUs when NVML sees
 # one, else against the hardware profile $(PROFILE).
@@ -48,6 +48,11 @@ bench: $(STAMP)
 # bench/results/plan.md.
 bench-plan: $(STAMP)
 	$(BIN)/python bench/plan_bench.py
+
+# Start-up: `reconcile plan` on the example and `check` with three profiles against importing
+# the dependencies (median of 15 runs each, as subprocesses); rewrites bench/results/startup.md.
+bench-startup: $(STAMP)
+	$(BIN)/python bench/startup.py
 
 # Regenerate the committed JSON Schemas from the models.
 schema: $(STAMP)

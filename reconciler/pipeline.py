@@ -73,6 +73,22 @@ def tool_version() -> str:
         return getattr(reconciler, "__version__", None) or "unknown"
 
 
+def _text_path(name: str) -> None:
+    """A desired file whose path is not text (bytes that are not UTF-8 in its name or in a
+    folder's) cannot be recorded in a plan, nor its models' paths hashed: one line."""
+    resolved = str(Path(name).absolute())
+    try:
+        resolved.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            name,
+            0,
+            0,
+            "",
+            f"its path {resolved!a} is not valid UTF-8; rename the file or the folder it is in",
+        ) from None
+
+
 def _desired_digest(raw: bytes, spec: Desired) -> str:
     """The file's bytes and what they resolve to: `${env.X}` is read at load time, so a
     changed variable changes the desired state although the file did not. Values of `env:`
@@ -144,6 +160,7 @@ class Pipeline:
         """The desired file, validated (`ConfigErrors` otherwise), with its bytes' digest."""
         name = os.fspath(file)
         raw = read_bytes(name, name)
+        _text_path(name)
         loaded = load_desired(name, raw=raw)
         return DesiredInput(loaded, _desired_digest(raw, loaded.spec))
 

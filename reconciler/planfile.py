@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -26,46 +27,72 @@ MAX_PLAN_BYTES = 64 * 1024 * 1024  # a plan of 1000 models is a few MiB
 FORMAT_VERSION = 2
 
 
+def _stat(path: Path, target: Path) -> os.stat_result | None:
+    """`path`'s status; None where there is nothing (or a file where a folder should be)."""
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise ReconcileError(
+            f"{target}: cannot save the plan there: {exc.strerror or exc}; choose another path"
+        ) from None
+
+
 def plan_target(path: str | os.PathLike[str]) -> Path:
-    """Where a plan will be saved, refused before any work when it cannot be: a folder, or a
-    file in a folder that does not exist."""
+    """Where a plan will be saved, refused before any work when it cannot be: a folder, a
+    file in a folder that does not exist, a path the system refuses (too long, a loop)."""
     target = Path(path)
-    parent = target.parent
-    if target.is_dir():
+    found = _stat(target, target)
+    if found is not None and stat.S_ISDIR(found.st_mode):
         raise ReconcileError(
             f"{target}: is a directory; give the plan a file name, e.g. -o {target / 'plan.json'}"
         )
-    if not parent.is_dir():
-        what = "is not a folder" if parent.exists() else "does not exist"
+    parent = target.parent
+    folder = _stat(parent, target)
+    if folder is None or not stat.S_ISDIR(folder.st_mode):
+        what = (
+            f"the folder {parent} does not exist" if folder is None else f"{parent} is not a folder"
+        )
         raise ReconcileError(
-            f"{target}: cannot save the plan there: the folder {parent} {what}; "
-            "create it or choose another path"
+            f"{target}: cannot save the plan there: {what}; create it or choose another path"
         )
     return target
 
 
 def save_plan(plan: Plan, path: str | os.PathLike[str]) -> Path:
-    """Write the plan atomically (a reader never sees half of it), readable like any file."""
+    """Write the plan atomically (a reader never sees half of it), readable like any file.
+    A target that exists and is not a regular file (`/dev/stdout`, a pipe) is written in
+    place: it cannot be replaced."""
     target = plan_target(path)
+    text = plan_json(plan) + "\n"
+    found = _stat(target, target)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        if found is not None and not stat.S_ISREG(found.st_mode):
+            with open(target, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        else:
+            _replace(target, text)
     except OSError as exc:
-        raise ReconcileError(
-            f"{target}: cannot save the plan: {exc.strerror or exc}; choose another path"
-        ) from None
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(plan_json(plan) + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise ReconcileError(
             f"{target}: cannot save the plan: {exc.strerror or exc}; choose another path"
         ) from None
     return target
+
+
+def _replace(target: Path, text: str) -> None:
+    """`target` replaced by a file holding `text` in one rename (never half written)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def load_saved_plan(path: str | os.PathLike[str]) -> Plan:

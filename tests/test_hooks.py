@@ -113,6 +113,6 @@ def test_the_hook_passes_a_fitting_file_and_fails_a_required_model_too_large(
     assert "Failed" in bad.stdout
     assert (
         "desired.yaml:3:5: models[0]: required model chat does not fit on profile rtx3060-12g: "
-        "needs 11000 MiB; the most one GPU can give is 9680 MiB"
+        "needs 11000 MiB; the most GPU 0 can give is 9680 MiB"
     ) in bad.stdout
     assert 'desired-typo.yaml:2:1: modles: unknown key; did you mean "models"?' in bad.stdout

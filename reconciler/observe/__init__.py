@@ -56,7 +56,6 @@ class StateReader:
             default_state_dir,
             read_journal,
         )
-        from reconciler.observe.observer import Observer  # noqa: PLC0415
         from reconciler.observe.snapshot import from_profile, load_snapshot  # noqa: PLC0415
 
         journal_file = (self.state_dir or default_state_dir()) / JOURNAL
@@ -75,6 +74,9 @@ class StateReader:
             self._table = self._table or ProcessTable()
             return with_journal(simulated, read_journal(journal_file), self._table)
         if self._observer is None:
+            # Only the real machine needs NVML and psutil: a profile or a snapshot does not.
+            from reconciler.observe.observer import Observer  # noqa: PLC0415
+
             self._observer = Observer(self._nvml_module)
         return self._observer.observe(read_journal(journal_file))
 

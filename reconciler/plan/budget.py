@@ -28,6 +28,7 @@ class GpuBudget:
     why_not: str | None = None  # why it is not usable
     too_hot: str | None = None  # why it takes no new start, or sheds a model
     programs: tuple[str, ...] = ()  # the other programs holding memory: "game (pid 7, 9 MiB)"
+    program_mib: tuple[int | None, ...] = ()  # what each of `programs` holds (None: unsaid)
     raised: bool = False  # budget raised to what instances we keep as they are hold
 
     def named_in(self, refs: Sequence[int | str] | None) -> bool:
@@ -68,14 +69,16 @@ def _foreign(gpu: GpuState, unreported_ours: int) -> int:
     return max(reported, unattributed, 0)
 
 
+def _foreign_processes(gpu: GpuState) -> list[GpuProcess]:
+    """Other programs on the GPU, the largest first."""
+    return sorted((p for p in _once(gpu) if p.owner == "foreign"), key=lambda p: -(p.used_mib or 0))
+
+
 def _programs(gpu: GpuState) -> tuple[str, ...]:
-    foreign = sorted(
-        (p for p in _once(gpu) if p.owner == "foreign"), key=lambda p: -(p.used_mib or 0)
-    )
     return tuple(
         f"{p.name or 'an unnamed program'} (pid {p.pid}"
         + (f", {p.used_mib} MiB)" if p.used_mib is not None else ")")
-        for p in foreign
+        for p in _foreign_processes(gpu)
     )
 
 
@@ -161,6 +164,7 @@ def gpu_budgets(
                 why_not=why,
                 too_hot=hot,
                 programs=_programs(gpu),
+                program_mib=tuple(p.used_mib for p in _foreign_processes(gpu)),
             )
         )
     return tuple(out)

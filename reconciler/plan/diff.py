@@ -16,7 +16,7 @@ from reconciler.plan.budget import GpuBudget
 from reconciler.plan.model import Action, InstanceRef
 from reconciler.plan.options import AS_IS_RANK, VARIANT_RANK, Option
 from reconciler.plan.placement import Placement
-from reconciler.plan.reasons import Scene, blocked, displaced
+from reconciler.plan.reasons import Scene, blocked, displaced, own_mib
 from reconciler.plan.resolve import launch_for, layers_of
 from reconciler.plan.search import Item
 from reconciler.state import Instance
@@ -65,8 +65,14 @@ def actions(
         max_per_gpu=desired.policy.max_models_per_gpu,
         exact=p.solution.exact,
         fresh=p.fresh,
+        priorities={m.name: m.priority for m in p.principals},
+        unmanaged=frozenset(
+            name for name, inst in p.now.items() if inst is not None and not inst.adopted
+        ),
+        host_mib=p.host_mib,
     )
-    out = [_action(desired, p, scene, m) for m in p.principals]
+    after = _room_after(p)
+    out = [_action(desired, p, scene, m, after.get(m.name)) for m in p.principals]
     for inst, principal in p.extras:
         kept = p.now[principal]
         assert kept is not None  # an extra exists only beside the kept instance
@@ -108,7 +114,37 @@ def _launch(
     return launch_for(m, spec, o, facts.get(o.variant), p.budgets)
 
 
-def _action(desired: Desired, p: Placement, scene: Scene, m: ModelSpec) -> Action:
+def _room_after(p: Placement) -> dict[str, tuple[dict[int, int], int]]:
+    """For each model the plan starts (or restarts, or moves): the MiB left on each of its
+    GPUs and on the host once it has started, in the order apply starts them: what stays is
+    held throughout (stops come first), the starts take their room in the plan's order."""
+    chosen = p.solution.chosen
+    left = [b.budget_mib for b in p.budgets]
+    host = p.host_mib
+    for o in chosen.values():
+        if o.here:
+            for g, n in zip(o.gpus, own_mib(o), strict=True):
+                left[g] -= n
+            host -= o.host_mib
+    out = {}
+    for m in p.principals:
+        start = chosen.get(m.name)
+        if start is None or start.here:
+            continue
+        for g, n in zip(start.gpus, own_mib(start), strict=True):
+            left[g] -= n
+        host -= start.host_mib
+        out[m.name] = ({g: left[g] for g in start.gpus}, host)
+    return out
+
+
+def _action(
+    desired: Desired,
+    p: Placement,
+    scene: Scene,
+    m: ModelSpec,
+    after: tuple[dict[int, int], int] | None,
+) -> Action:
     budgets, item = p.budgets, p.items[m.name]
     chosen = p.solution.chosen.get(m.name)
     now = p.now[m.name]
@@ -157,13 +193,19 @@ def _action(desired: Desired, p: Placement, scene: Scene, m: ModelSpec) -> Actio
         "instance": ref,
     }
     if now is None:
-        return Action(action="start", reason=_start_reason(m, chosen, budgets), **base)
+        assert after is not None  # every start takes its room
+        size = _size(scene, chosen, after, p.host_mib)
+        if chosen.variant != m.name:
+            size = f"runs {chosen.variant}: {_why_not(scene, m)}; {chosen.variant}: {size}"
+        return Action(action="start", reason=size, **base)
     because = f" ({cause})" if cause else ""
     if chosen.here:
         reason = _keep_reason(desired, p, scene, m, chosen)
         return Action(action="keep", reason=reason, **base)
     if now.model != chosen.variant:
         reason = f"runs {chosen.variant} instead of {now.model}{because}"
+        if chosen.variant != m.name:
+            reason += f"; {_why_not(scene, m)}"
         return Action(action="restart", reason=reason, **base)
     changes = tuple(launch.differences(now.launch)) if now.launch is not None else ()
     here = next((o for o in item.options if o.here), None)
@@ -191,21 +233,32 @@ def _restart_reason(changes: tuple[str, ...], because: str) -> str:
     return "spec changed: " + "; ".join(changes) + because
 
 
-def _start_reason(m: ModelSpec, o: Option, budgets: Sequence[GpuBudget]) -> str:
-    """The model's own estimate and where it goes: `needs 5021 of 22428 MiB on GPU 0`."""
-    pieces = " + ".join(
-        f"{need - o.margin_mib} of {budgets[g].budget_mib} MiB on GPU {budgets[g].label}"
-        for g, need in zip(o.gpus, o.mib, strict=True)
-    )
-    if not pieces:
-        size = f"runs on the CPU: {o.host_mib} MiB of host memory"
-    elif o.gpu_layers not in ("all", None):
-        size = f"needs {pieces} with {o.gpu_layers} layers offloaded ({o.host_mib} MiB on the host)"
-    else:
-        size = f"needs {pieces}"
-    if o.variant == m.name:
-        return size
-    return f"{m.name} does not fit; fallback {o.variant} {size}"
+def _size(scene: Scene, o: Option, after: tuple[dict[int, int], int], host_budget: int) -> str:
+    """A start's own estimate and what is left where it goes once it has started:
+    `5021 MiB (GPU 0: 17407 of 22428 MiB left)`."""
+    budgets = scene.budgets
+    left, host = after
+    if not o.gpus:
+        room = f"host: {host} of {host_budget} MiB left"
+        return f"runs on the CPU: {o.host_mib} MiB of host memory ({room})"
+    size = " + ".join(str(n) for n in own_mib(o)) + " MiB"
+    rooms = [
+        f"GPU {budgets[g].label}: {left[g]} of {budgets[g].budget_mib} MiB left" for g in o.gpus
+    ]
+    if o.gpu_layers not in ("all", None):
+        facts = scene.facts.get(o.variant)
+        of = f" of {facts.n_layer + 1}" if facts is not None else ""
+        size += f" with {o.gpu_layers}{of} layers, {o.host_mib} MiB on the host"
+        rooms.append(f"host: {host} of {host_budget} MiB left")
+    return f"{size} ({'; '.join(rooms)})"
+
+
+def _why_not(scene: Scene, m: ModelSpec) -> str:
+    """Why a model runs as one of its fallbacks: why its own entry does not fit."""
+    item = scene.items[m.name]
+    own = tuple(o for o in item.options if o.variant == m.name)
+    why = blocked(scene, m, Item(m.name, own, running=item.running), hinted=False)
+    return f"{m.name} {why}" if why.startswith(("needs", "cannot")) else f"{m.name}: {why}"
 
 
 def _keep_reason(desired: Desired, p: Placement, scene: Scene, m: ModelSpec, o: Option) -> str:
@@ -213,6 +266,8 @@ def _keep_reason(desired: Desired, p: Placement, scene: Scene, m: ModelSpec, o: 
     if p.items[m.name].fixed:
         return f"{where} (foreign_processes is ignore)"
     if o.rank % VARIANT_RANK != AS_IS_RANK or o.launch is None:
+        if o.variant != m.name:
+            return f"{where} as {o.variant}: {_why_not(scene, m)}"
         return f"{where} (fits)"
     fresh = [f for f in scene.fresh.get(m.name, ()) if f.variant == o.variant]
     if not fresh:

@@ -100,6 +100,11 @@ class Plan(Frozen):
     actions: tuple[Action, ...] = ()
     exact: bool = True
     notes: tuple[str, ...] = ()
+    errors: tuple[str, ...] = Field(
+        (),
+        description="What makes the plan an error (exit 1): a model marked `required: true` "
+        "that it leaves blocked.",
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property

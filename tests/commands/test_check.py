@@ -58,10 +58,11 @@ def test_check_against_a_profile_without_the_pinned_gpu(
 
 
 def test_usage_errors_exit_1_with_a_hint(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _out, err = run(["check"], capsys)
+    code, _out, err = run(["check", "--format", "xml"], capsys)
     assert code == 1
     assert err.strip() == (
-        "reconcile check: the following arguments are required: FILE; see `reconcile check --help`"
+        "reconcile check: argument --format: invalid choice: 'xml' (choose from 'text', "
+        "'github'); see `reconcile check --help`"
     )
 
 

@@ -103,7 +103,7 @@ def test_the_json_view_is_the_saved_plan(
     [
         (".", "is a directory; give the plan a file name, e.g. -o "),
         ("no-such-folder/plan.json", "the folder no-such-folder does not exist"),
-        ("desired.yaml/plan.json", "the folder desired.yaml is not a folder"),
+        ("desired.yaml/plan.json", "there: desired.yaml is not a folder"),
     ],
 )
 def test_plan_o_refuses_a_path_it_cannot_write_in_one_line(

@@ -2,8 +2,9 @@
 and judge the outcome the way a user would.
 
 A campaign is a seeded generator of inputs (so every failure can be replayed from its seed and
-index) run through `run_campaign`. Each input must end in exit 0, 1 or 2 without a traceback,
-within a time bound; a failure (exit 1) must name the file it is about. The counts of every
+index) run through `run_campaign`. Each input must end in exit 0, 1 or 2 (or the
+campaign's own codes) without a traceback, within a time bound; a failure (exit 1) must name
+the file it is about; a case may add its own check of the answer. The counts of every
 campaign (inputs tried, tracebacks, hangs, slowest input) are printed at the end of the pytest
 run by `tests/conftest.py`, so CI's log carries them.
 
@@ -106,6 +107,9 @@ class Case:
     write: Callable[[Path], list[str]]
     #: what a failure's message must name (a file name); None: any one-line message
     names: str | None = None
+    #: a campaign's own judgement of a run that passed the runner's rules (what the answer
+    #: must hold: a sane plan, a coherent verdict); returns the problem, or None
+    check: Callable[[Outcome], str | None] | None = None
 
 
 @dataclass
@@ -133,13 +137,13 @@ class Campaign:
 STATS: dict[str, Campaign] = {}
 
 
-def _judge(case: Case, outcome: Outcome) -> str | None:
+def _judge(case: Case, outcome: Outcome, exits: tuple[int, ...]) -> str | None:
     if outcome.traceback is not None:
         return f"traceback:\n{outcome.traceback}"
     if outcome.hung:
         return f"took over {TIME_LIMIT_S:g} s"
-    if outcome.code not in (0, 1, 2):
-        return f"exit {outcome.code}"
+    if outcome.code not in exits:
+        return f"exit {outcome.code}: {outcome.err!r}"
     if "Traceback" in outcome.err:
         return f"a traceback was printed:\n{outcome.err}"
     if outcome.code == 1:
@@ -147,12 +151,15 @@ def _judge(case: Case, outcome: Outcome) -> str | None:
             return "exit 1 without a message"
         if case.names is not None and case.names not in outcome.err:
             return f"the message does not name {case.names}:\n{outcome.err}"
-    return None
+    return case.check(outcome) if case.check is not None else None
 
 
-def run_campaign(name: str, cases: Iterable[Case], folder: Path) -> Campaign:
-    """Run every case in its own sub-folder of `folder`; count and judge the outcomes. The
-    caller asserts `not campaign.failures` (the first few are kept, with their labels)."""
+def run_campaign(
+    name: str, cases: Iterable[Case], folder: Path, exits: tuple[int, ...] = (0, 1, 2)
+) -> Campaign:
+    """Run every case in its own sub-folder of `folder`; count and judge the outcomes (`exits`:
+    the exit codes the command may give). The caller asserts `not campaign.failures` (the
+    first few are kept, with their labels)."""
     campaign = STATS.setdefault(name, Campaign(name))
     for index, case in enumerate(cases):
         work = folder / f"{index:06d}"
@@ -166,7 +173,7 @@ def run_campaign(name: str, cases: Iterable[Case], folder: Path) -> Campaign:
         )
         if outcome.seconds > campaign.slowest_s:
             campaign.slowest_s, campaign.slowest = outcome.seconds, case.label
-        problem = _judge(case, outcome)
+        problem = _judge(case, outcome, exits)
         if problem is None:
             continue
         if outcome.traceback is not None:
