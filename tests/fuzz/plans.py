@@ -1,18 +1,34 @@
 """The semantic judgement of fuzzed plans: a plan made from an accepted input must make sense.
 
-A campaign saves each plan it makes (`plan ... --json -o plan.json` in the input's folder);
-`nonsense_plans` reads them back and names what no plan may contain: a GPU planned over its
-budget, a budget above the card, a GPU listed twice, a negative figure anywhere.
+`SanePlan` is a case's check (`Case.check`) of `plan ... --json`: it names what no plan may
+contain (a GPU planned over its budget, a budget above the card, a GPU listed twice, a
+negative figure anywhere) and counts the plans it judged. `write_desired` puts the README's
+workstation example beside the input with no model required, so that a machine too small for
+a model is a plan (exit 0 or 2), not a required model's error about the desired file.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["nonsense_plans", "plan_problems"]
+from tests.fuzz.harness import Outcome
+
+__all__ = ["SanePlan", "plan_problems", "write_desired"]
+
+DESIRED = Path(__file__).resolve().parents[2] / "desired" / "workstation.yaml"
+
+
+def write_desired(work: Path) -> str:
+    """The workstation example and its lock file in `work`, no model required; its name."""
+    text = DESIRED.read_text().replace("required: true", "required: false")
+    (work / DESIRED.name).write_text(text)
+    lock = DESIRED.with_suffix(".lock.yaml")
+    (work / lock.name).write_text(lock.read_text())
+    return DESIRED.name
 
 
 def _negatives(node: Any, path: str = "") -> Iterator[str]:
@@ -48,12 +64,22 @@ def plan_problems(plan: dict[str, Any]) -> list[str]:
     return out
 
 
-def nonsense_plans(folder: Path) -> tuple[int, list[str]]:
-    """How many plans the campaign saved, and what was wrong with the nonsense ones."""
-    plans = sorted(folder.glob("*/plan.json"))
-    bad = []
-    for path in plans:
-        problems = plan_problems(json.loads(path.read_text()))
-        if problems:
-            bad.append(f"{path.parent.name}: {'; '.join(problems[:3])}")
-    return len(plans), bad
+@dataclass
+class SanePlan:
+    """A case's check of a plan printed with `--json`; counts what it judged."""
+
+    checked: int = 0
+    nonsense: int = 0
+
+    def __call__(self, outcome: Outcome) -> str | None:
+        if outcome.code not in (0, 2):
+            return None
+        self.checked += 1
+        problems = plan_problems(json.loads(outcome.out))
+        if not problems:
+            return None
+        self.nonsense += 1
+        return "a nonsense plan: " + "; ".join(problems[:3])
+
+    def summary(self) -> str:
+        return f"{self.checked} plans checked, {self.nonsense} nonsense"

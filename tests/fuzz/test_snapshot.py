@@ -9,14 +9,17 @@ agrees on (NaN, Infinity, a 5000-digit number, nesting thousands deep), thousand
 processes, or a plausible change (memory in use, foreign programs, temperatures) that a
 machine could really show.
 
-Besides the runner's judgement (no traceback, bounded time, a message naming the snapshot),
-every snapshot that is accepted must give a sane plan: no GPU planned over its budget, no GPU
-twice, no negative figure anywhere in the plan (`plan_problems`).
+They run through `plan` (the README's workstation example, no model required:
+`tests.fuzz.plans.write_desired`) and `status`. Besides the runner's judgement (no traceback,
+bounded time, a message naming the snapshot), every snapshot that is accepted must give a sane
+plan: no GPU planned over its budget, no GPU twice, no negative figure (`plans.SanePlan`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import json
 import os
 import random
@@ -27,11 +30,9 @@ from typing import Any
 from reconciler.observe.journal import JournalEntry
 from reconciler.observe.observer import Observer
 from tests.fuzz.harness import Case, run_campaign, run_cli, scaled
-from tests.fuzz.plans import nonsense_plans
+from tests.fuzz.plans import SanePlan, write_desired
 from tests.observe.fake_nvml import MIB, FakeGpu, FakeNvml
 
-ROOT = Path(__file__).resolve().parents[2]
-DESIRED = ROOT / "desired" / "workstation.yaml"
 PROFILES = ["rtx4090", "2x3090", "4090+3060", "a100-80g", "rtx3060-12g", "cpu-only"]
 SNAPSHOT = "now.json"
 Data = dict[str, Any]
@@ -248,7 +249,7 @@ def mutate(r: random.Random, base: Data) -> tuple[str, str]:
     return (text if text is not None else json.dumps(data, indent=2)), "+".join(names)
 
 
-def snapshot_cases(bases: list[Data], count: int, seed: int) -> Iterator[Case]:
+def snapshot_cases(bases: list[Data], count: int, seed: int, sane: SanePlan) -> Iterator[Case]:
     r = random.Random(seed)
     for index in range(count):
         base = r.choice(bases)
@@ -258,17 +259,34 @@ def snapshot_cases(bases: list[Data], count: int, seed: int) -> Iterator[Case]:
             (work / SNAPSHOT).write_text(text)
             if index % 3 == 2:
                 return ["status", "--observed", SNAPSHOT]
-            argv = ["plan", str(DESIRED), "--observed", SNAPSHOT, "--json"]
-            return [*argv, "-o", "plan.json"]
+            return ["plan", write_desired(work), "--observed", SNAPSHOT, "--json"]
 
-        yield Case(f"seed {seed} #{index} {names}", write, names=SNAPSHOT)
+        check = sane if index % 3 != 2 else None
+        yield Case(f"seed {seed} #{index} {names}", write, names=SNAPSHOT, check=check)
 
 
 def test_mutated_snapshots(tmp_path: Path) -> None:
     bases = seeds(tmp_path / "seeds")
     folder = tmp_path / "runs"
-    campaign = run_campaign("snapshots", snapshot_cases(bases, scaled(150), 13), folder)
-    planned, bad = nonsense_plans(folder)
-    campaign.name += f" ({planned} plans checked, {len(bad)} nonsense)"
+    sane = SanePlan()
+    campaign = run_campaign("snapshots", snapshot_cases(bases, scaled(150), 13, sane), folder)
+    campaign.name += f" ({sane.summary()})"
     assert campaign.failures == []
-    assert bad == []
+
+
+def test_the_plan_check_sees_nonsense(tmp_path: Path) -> None:
+    argv = ["plan", write_desired(tmp_path), "--profile", "rtx4090", "--json"]
+    with contextlib.chdir(tmp_path):
+        outcome = run_cli(argv)
+    sane = SanePlan()
+    assert (outcome.code, sane(outcome)) == (0, None)
+    plan = json.loads(outcome.out)
+    gpu = plan["gpus"][0]
+    plan["gpus"] = [{**gpu, "budget_mib": 1000}, gpu]
+    plan["actions"][0]["estimate_mib"]["host"] = -90979
+    bad = dataclasses.replace(outcome, out=json.dumps(plan))
+    assert sane(bad) == (
+        "a nonsense plan: negative: .actions[0].estimate_mib.host = -90979; a GPU twice: "
+        "['0', '0'] ['GPU-profile-rtx4090-0', 'GPU-profile-rtx4090-0']; GPU 0: 17831 over 1000"
+    )
+    assert sane.summary() == "2 plans checked, 1 nonsense"
