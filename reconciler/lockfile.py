@@ -4,32 +4,49 @@
 from the GGUF header (architecture, per-layer sizes, heads, vocabulary, file size and a
 fingerprint of the header). Where the GGUF is present it wins, and a lock entry that no longer
 matches it is reported; where it is absent (CI), the lock entry is used.
+
+The file is JSON under a few `#` comment lines: valid YAML too, so readers that take it as
+YAML (older versions of this tool) read the same data. It is parsed with `json` (a lock of 80
+layers in about a millisecond, against 110 ms through the YAML reader), once per process for
+each version of the file (`load_lock` caches by path, size, mtime and inode); only a file
+that is not valid JSON, or not a valid lock, goes through the YAML reader: an old YAML lock
+file, or a broken one whose problems are then reported at their `file:line:col`. Entries
+are held to the same bounds as facts read from a GGUF (`ModelFacts`: 1 to 512 layers, no
+negative sizes). A lock file must be a regular file of at most 4 MiB.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
 from reconciler.config.desired import Desired, ModelSpec
 from reconciler.config.messages import translate
-from reconciler.config.yamlfile import dump_yaml, parse_yaml, read_text
-from reconciler.errors import ConfigErrors
-from reconciler.estimate.facts import ModelFacts, facts_from_header
+from reconciler.config.source import Source
+from reconciler.config.yamlfile import MAX_BYTES, decode_text, parse_yaml
+from reconciler.errors import ConfigError, ConfigErrors, ReconcileError
+from reconciler.estimate.facts import FactsError, ModelFacts, facts_from_header
 from reconciler.frozen import Frozen
 from reconciler.gguf.reader import ModelFileError, read_gguf
+from reconciler.gguf.regular import NotRegular, open_regular, present
+from reconciler.lockjson import LockJson, NotJson, locate, parse_json
 
 __all__ = [
     "LockEntry",
     "LockFile",
+    "LockWriteError",
     "Resolved",
+    "dump_lock",
     "facts_from_file",
+    "load_lock",
     "lock_path",
     "make_lock",
     "parse_lock",
@@ -41,8 +58,15 @@ __all__ = [
 HEADER = (
     "# Written by `reconcile lock`: what the estimator needs from each GGUF file, so that\n"
     "# `reconcile check` and `plan` work where the weights are absent (CI). Commit it;\n"
-    "# regenerate it when a model file changes.\n"
+    "# regenerate it when a model file changes. JSON (and so also YAML).\n"
 )
+RERUN = "reconcile lock"
+MAX_YAML_BYTES = 256 * 1024  # an old YAML lock of 25 models of 80 layers; about 1 s to read
+MAX_REPORTED = 20  # problems listed of a broken lock file (thousands of layers, all wrong)
+
+
+class LockWriteError(ReconcileError):
+    """The lock file could not be written (a read-only folder, a full disk)."""
 
 
 class LockEntry(Frozen):
@@ -69,26 +93,125 @@ def lock_path(desired_path: str | os.PathLike[str]) -> Path:
 
 
 def facts_from_file(path: str | os.PathLike[str]) -> ModelFacts:
+    """A GGUF's facts; a file that cannot be read or used is one `ModelFileError` naming it."""
     header = read_gguf(path)
     tensors = [(t.name, t.shape, t.type, t.nbytes) for t in header.tensors]
-    return facts_from_header(header.metadata, tensors, header.file_size, header.fingerprint)
+    try:
+        return facts_from_header(header.metadata, tensors, header.file_size, header.fingerprint)
+    except FactsError as exc:
+        raise ModelFileError(f"{header.path}: {exc}") from None
+
+
+Identity = tuple[str, int, int, int]
+# path -> (identity, the lock or its problems, sha256 of its bytes): one parse per process for
+# each version of each lock file (`check` with several profiles, `watch` every cycle).
+_CACHE: dict[str, tuple[Identity, LockFile | tuple[ConfigError, ...], str]] = {}
+
+
+def _problem(file: str, message: str) -> ConfigErrors:
+    return ConfigErrors([ConfigError(file, 0, 0, "", message)], rerun=RERUN)
+
+
+def _identity(path: Path, st: os.stat_result) -> Identity:
+    return (os.fspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def load_lock(path: Path) -> tuple[LockFile | None, str | None]:
+    """The lock file at `path` and the sha256 of its bytes; (None, None) where there is none.
+    Read and parsed again only when its identity changes (a broken one stays broken until
+    then, as `ConfigErrors`)."""
+    key = os.fspath(path)
+    if not present(path):
+        _CACHE.pop(key, None)
+        return None, None
+    hit = _CACHE.get(key)
+    try:
+        if hit is not None and hit[0] == _identity(path, os.stat(path)):
+            return _result(hit)
+    except OSError:
+        pass  # opening it says what is wrong
+    try:
+        handle, st = open_regular(path)
+    except NotRegular as exc:
+        hint = "; give the path of a lock file" if "not a regular file" in exc.reason else ""
+        raise _problem(key, f"{exc.reason}{hint}") from None
+    with handle:
+        try:
+            raw = handle.read(MAX_BYTES + 1)
+        except OSError as exc:
+            raise _problem(key, f"cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_BYTES:
+        raise _problem(
+            key, f"is larger than {MAX_BYTES // (1024 * 1024)} MiB; is this the lock file?"
+        )
+    parsed: LockFile | tuple[ConfigError, ...]
+    try:
+        parsed = parse_lock(decode_text(raw, key), key)
+    except ConfigErrors as exc:
+        parsed = exc.errors
+    hit = (_identity(path, st), parsed, hashlib.sha256(raw).hexdigest())
+    _CACHE[key] = hit
+    return _result(hit)
+
+
+def _result(
+    hit: tuple[Identity, LockFile | tuple[ConfigError, ...], str],
+) -> tuple[LockFile, str]:
+    _, lock, sha = hit
+    if isinstance(lock, tuple):
+        raise ConfigErrors(lock, rerun=RERUN)
+    return lock, sha
 
 
 def read_lock(path: Path) -> LockFile | None:
     """The lock file at `path`, or None where there is none."""
-    if not path.exists():
-        return None
-    return parse_lock(read_text(path, str(path)), str(path))
+    return load_lock(path)[0]
 
 
 def parse_lock(text: str, file: str) -> LockFile:
-    """A lock file's text, validated; problems as `ConfigErrors` at their `file:line:col`."""
+    """A lock file's text, validated; problems as `ConfigErrors` at their `file:line:col`.
+
+    JSON (what `reconcile lock` writes) is parsed and its problems located without the YAML
+    reader; an older YAML lock file goes through the YAML reader, up to `MAX_YAML_BYTES`."""
+    try:
+        data = parse_json(text, file)
+    except NotJson:
+        return _parse_yaml(text, file)
+    except LockJson as exc:
+        raise ConfigErrors([exc.error], rerun=RERUN) from None
+    try:
+        return LockFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigErrors(_located(exc, text, file, data), rerun=RERUN) from None
+
+
+def _located(exc: ValidationError, text: str, file: str, data: Any) -> list[ConfigError]:
+    """The first `MAX_REPORTED` problems at their positions, and how many more there are."""
+    errors = exc.errors(include_url=False)
+    positions = {}
+    for err in errors[:MAX_REPORTED]:
+        positions.update(locate(text, tuple(err["loc"])))
+    found = translate(exc, Source(file, data, positions), LockFile)[:MAX_REPORTED]
+    if len(errors) > MAX_REPORTED:
+        more = len(errors) - MAX_REPORTED
+        found.append(ConfigError(file, 0, 0, "", f"and {more} more problems like these"))
+    return found
+
+
+def _parse_yaml(text: str, file: str) -> LockFile:
+    if len(text) > MAX_YAML_BYTES:
+        raise _problem(
+            file,
+            f"is a YAML lock file larger than {MAX_YAML_BYTES // 1024} KiB (an older format, slow "
+            "to read); run `reconcile lock` to write it again as JSON",
+        )
     source = parse_yaml(text, file)
+    if source.errors:
+        raise ConfigErrors(source.errors, rerun=RERUN)
     try:
         return LockFile.model_validate(source.data)
     except ValidationError as exc:
-        errors = translate(exc, source, LockFile)
-        raise ConfigErrors(errors) from None
+        raise ConfigErrors(translate(exc, source, LockFile), rerun=RERUN) from None
 
 
 def resolve_facts(
@@ -102,7 +225,7 @@ def resolve_facts(
     if model.gguf is None:
         raise ModelFileError(f"model {model.name} has no GGUF file to estimate from")
     entry = lock.models.get(model.name) if lock is not None else None
-    if model.gguf.exists():
+    if present(model.gguf):
         facts = read(model.gguf)
         warning = None
         if entry is not None and entry.facts.fingerprint != facts.fingerprint:
@@ -127,7 +250,7 @@ def make_lock(desired: Desired, old: LockFile | None) -> tuple[LockFile, list[st
         if model.backend != "llama.cpp" or model.gguf is None:
             continue
         previous = old.models.get(model.name) if old is not None else None
-        if model.gguf.exists():
+        if present(model.gguf):
             facts = facts_from_file(model.gguf)
             models[model.name] = LockEntry(gguf=str(model.gguf), facts=facts)
             changed = previous is not None and previous.facts.fingerprint != facts.fingerprint
@@ -144,13 +267,41 @@ def make_lock(desired: Desired, old: LockFile | None) -> tuple[LockFile, list[st
     return LockFile(models=models), notes
 
 
+def _render(value: Any, depth: int) -> str:
+    """JSON a person can diff: one key per line, one layer (an item of a list) per line."""
+    pad, end = "  " * (depth + 1), "  " * depth
+    if isinstance(value, dict) and value:
+        items = [f"{pad}{json.dumps(k)}: {_render(v, depth + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + end + "}"
+    if isinstance(value, list) and value:
+        items = [pad + json.dumps(v, separators=(", ", ": ")) for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + end + "]"
+    return json.dumps(value)
+
+
+def dump_lock(lock: LockFile, header: str = HEADER) -> str:
+    """The lock file's text: `header` (comment lines), then the lock as JSON."""
+    return header + _render(lock.model_dump(mode="json"), 0) + "\n"
+
+
 def write_lock(lock: LockFile, path: Path, header: str = HEADER) -> None:
-    """Write atomically (a reader never sees half a lock file), readable like any file."""
-    text = dump_yaml(lock.model_dump(mode="json"), header)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
+    """Write atomically (a reader never sees half a lock file), readable like any file; a
+    folder we may not write to is a `LockWriteError`, not a traceback."""
+    text = dump_lock(lock, header)
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        folder = path.parent if str(path.parent) else Path(".")
+        raise LockWriteError(
+            f"{path}: cannot write the lock file: {exc.strerror or exc}; run `reconcile lock` "
+            f"where you may write to {folder}, or fix that folder's permissions"
+        ) from None

@@ -29,12 +29,12 @@ from typing import Any
 import reconciler
 from reconciler.config.desired import Desired
 from reconciler.config.loader import DesiredFile, load_desired
-from reconciler.config.yamlfile import decode_text, read_bytes
-from reconciler.errors import ConfigError, ConfigErrors
+from reconciler.config.yamlfile import read_bytes
+from reconciler.errors import ConfigError
 from reconciler.estimate.facts import ModelFacts
 from reconciler.gguf.reader import ModelFileError, shard_paths
 from reconciler.launch import env_digests
-from reconciler.lockfile import LockFile, facts_from_file, lock_path, parse_lock, resolve_facts
+from reconciler.lockfile import LockFile, facts_from_file, load_lock, lock_path, resolve_facts
 from reconciler.observe import StateReader
 from reconciler.plan.model import Plan, PlanInputs
 from reconciler.plan.planner import make_plan
@@ -152,8 +152,6 @@ class Pipeline:
         )
         # path -> (identity, facts or the message of why they cannot be read)
         self._ggufs: dict[str, tuple[FileIdentity, ModelFacts | str]] = {}
-        # lock path -> (identity, the lock or its problems, sha256 of its bytes)
-        self._locks: dict[str, tuple[FileIdentity, LockFile | tuple[ConfigError, ...], str]] = {}
         self._digests: dict[int, tuple[ModelFacts, str]] = {}  # id(facts) -> (facts, digest)
 
     def load(self, file: str | os.PathLike[str]) -> DesiredInput:
@@ -244,26 +242,8 @@ class Pipeline:
 
     def _lock(self, path: Path) -> tuple[LockFile | None, str | None]:
         """The lock file and its bytes' sha256; (None, None) where there is none. Parsed
-        again only when its identity changes (a broken one stays broken until then)."""
-        key = os.fspath(path)
-        identity = file_identity(path)
-        if identity is None:
-            self._locks.pop(key, None)
-            return None, None
-        hit = self._locks.get(key)
-        if hit is None or hit[0] != identity:
-            raw = read_bytes(path, key, "a lock file")
-            parsed: LockFile | tuple[ConfigError, ...]
-            try:
-                parsed = parse_lock(decode_text(raw, key), key)
-            except ConfigErrors as exc:
-                parsed = exc.errors
-            hit = (identity, parsed, hashlib.sha256(raw).hexdigest())
-            self._locks[key] = hit
-        _identity, lock, sha = hit
-        if isinstance(lock, tuple):
-            raise ConfigErrors(lock)
-        return lock, sha
+        once per process for each version of the file (`lockfile.load_lock`)."""
+        return load_lock(path)
 
     def _digest(self, facts: ModelFacts) -> tuple[ModelFacts, str]:
         hit = self._digests.get(id(facts))

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reconciler.cli import main
 from reconciler.config.loader import load_desired
+from reconciler.config.yamlfile import dump_yaml, parse_yaml
 from reconciler.errors import ConfigErrors
 from reconciler.gguf.reader import ModelFileError
-from reconciler.lockfile import lock_path, read_lock, resolve_facts
+from reconciler.lockfile import LockFile, lock_path, parse_lock, read_lock, resolve_facts
 from tests.ggufs import Shape, write_gguf
 
 SMALL = Shape("small", n_layer=2, n_embd=128, n_head=4, n_head_kv=2, n_ff=256, n_vocab=500)
@@ -89,3 +94,124 @@ def test_a_broken_lock_file_is_located(project: Path) -> None:
     assert info.value.errors[0].render() == (
         f"{lock_path(project)}:3:31: models.chat.facts: must be a mapping of keys, got 3"
     )
+
+
+def test_the_lock_is_json_under_comments_and_old_readers_agree(project: Path) -> None:
+    assert main(["lock", str(project)]) == 0
+    path = lock_path(project)
+    text = path.read_text()
+    body = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("#"))
+    data = json.loads(body)
+    lock = read_lock(path)
+    assert lock is not None
+    assert LockFile.model_validate(data) == lock
+    # What a reader that takes it as YAML (this tool before it wrote JSON) gets:
+    assert LockFile.model_validate(parse_yaml(text, str(path)).data) == lock
+
+
+def test_an_old_yaml_lock_file_is_still_read(project: Path) -> None:
+    assert main(["lock", str(project)]) == 0
+    path = lock_path(project)
+    lock = read_lock(path)
+    assert lock is not None
+    path.write_text(dump_yaml(lock.model_dump(mode="json"), "# an old lock\n"))
+    assert path.read_text().startswith("# an old lock\nmodels:\n")
+    assert parse_lock(path.read_text(), str(path)) == lock
+
+
+def _lock_with(project: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    assert main(["lock", str(project)]) == 0
+    path = lock_path(project)
+    data = json.loads(path.read_text().split("\n", 3)[3])
+    change(data["models"]["chat"]["facts"])
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def _negative(facts: dict[str, Any]) -> None:
+    facts["layers"][1]["bytes_cuda"] = -90979 * 2**20
+
+
+def _no_layers(facts: dict[str, Any]) -> None:
+    facts["layers"] = []
+
+
+def _many_layers(facts: dict[str, Any]) -> None:
+    facts["layers"] = facts["layers"][:1] * 5000
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            _negative,
+            "models.chat.facts.layers[1].bytes_cuda: input should be greater than or equal to 0",
+        ),
+        (_no_layers, "models.chat.facts.layers: must not be empty"),
+        (
+            _many_layers,
+            "models.chat.facts.layers: at most 512 layers (llama.cpp's limit), not 5000; the "
+            "entry is corrupt",
+        ),
+    ],
+    ids=["negative size", "no layers", "5000 layers"],
+)
+def test_a_lock_entry_is_held_to_the_bounds_of_gguf_facts(
+    project: Path, change: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    path = _lock_with(project, change)
+    with pytest.raises(ConfigErrors) as info:
+        read_lock(path)
+    assert [e.render().split(": ", 1)[1] for e in info.value.errors] == [message]
+    assert info.value.render().endswith("fix and run `reconcile lock` again.")
+
+
+def test_a_lock_file_must_be_a_regular_file(project: Path) -> None:
+    path = lock_path(project)
+    os.mkfifo(path)  # open() would wait for a writer forever
+    with pytest.raises(ConfigErrors) as info:
+        read_lock(path)
+    assert info.value.errors[0].render() == (
+        f"{path}: is a named pipe, not a regular file; give the path of a lock file"
+    )
+
+
+def test_lock_where_it_cannot_write_says_so(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = lock_path(project)
+    path.mkdir()  # in the way of the lock file: even root cannot replace it
+    assert main(["lock", str(project)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        f"{path}: cannot write the lock file: Is a directory; run `reconcile lock` where you "
+        f"may write to {project.parent}, or fix that folder's permissions"
+    )
+    assert [p.name for p in project.parent.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
+def test_lock_in_a_read_only_folder_says_so(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.parent.chmod(0o555)
+    try:
+        assert main(["lock", str(project)]) == 1
+    finally:
+        project.parent.chmod(0o755)
+    assert "cannot write the lock file: Permission denied" in capsys.readouterr().err
+
+
+def test_a_broken_lock_is_replaced_where_every_gguf_is_present(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = lock_path(project)
+    path.write_text("version: 1\nmodels: [\n")
+    assert main(["lock", str(project)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("  replaced a lock file that could not be read (")
+    assert read_lock(path) is not None
+    path.write_text("version: 7\n")
+    (project.parent / "models" / "chat.gguf").unlink()  # its entry is needed now
+    assert main(["lock", str(project)]) == 1
+    assert f"{path}:1:10: version" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import reconciler
-from reconciler import pipeline
+from reconciler import lockfile, pipeline
 from reconciler.cli import main
 from reconciler.errors import ConfigErrors
 from reconciler.observe import observer
@@ -39,16 +39,22 @@ def project(tmp_path: Path) -> Path:
     return desired
 
 
-def counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
+def counting(monkeypatch: pytest.MonkeyPatch, name: str, module: Any = pipeline) -> list[Any]:
     calls: list[Any] = []
-    real: Callable[..., Any] = getattr(pipeline, name)
+    real: Callable[..., Any] = getattr(module, name)
 
     def wrapper(*args: Any) -> Any:
         calls.append(args[0])
         return real(*args)
 
-    monkeypatch.setattr(pipeline, name, wrapper)
+    monkeypatch.setattr(module, name, wrapper)
     return calls
+
+
+def lock_parses(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Calls of the lock file's parser, with its per-process cache emptied first."""
+    monkeypatch.setattr(lockfile, "_CACHE", {})
+    return counting(monkeypatch, "parse_lock", lockfile)
 
 
 def test_inputs_are_digests_of_what_the_plan_used(project: Path) -> None:
@@ -88,7 +94,7 @@ def test_a_gguf_is_read_again_only_when_it_changes(
 def test_the_lock_file_is_parsed_once_for_every_profile_and_file(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parses = counting(monkeypatch, "parse_lock")
+    parses = lock_parses(monkeypatch)
     example = str(ROOT / "desired" / "workstation.yaml")
     argv = ["check", example, example, "--profile", "rtx4090", "--profile", "rtx3060-12g"]
     assert main(argv) == 0
@@ -101,7 +107,7 @@ def test_a_broken_lock_file_is_reported_each_time_until_it_changes(
 ) -> None:
     lock = project.with_name("desired.lock.yaml")
     lock.write_text("version: 7\n")
-    parses = counting(monkeypatch, "parse_lock")
+    parses = lock_parses(monkeypatch)
     p = Pipeline(profile="rtx4090")
     for _ in range(2):
         with pytest.raises(ConfigErrors, match=r"desired\.lock\.yaml:1:10: version"):

@@ -10,6 +10,8 @@ from reconciler.config.desired import ModelSpec
 from reconciler.config.loader import DesiredFile, ProfileFile, check_hardware, load_profile
 from reconciler.config.profile import Profile
 from reconciler.errors import ConfigError, ConfigErrors
+from reconciler.gguf.regular import present
+from reconciler.lockfile import lock_path, read_lock
 from reconciler.observe.snapshot import from_profile
 from reconciler.pipeline import DesiredInput, Pipeline
 
@@ -21,6 +23,7 @@ __all__ = [
     "fit_findings",
     "github",
     "headroom_warning",
+    "model_file_errors",
 ]
 
 
@@ -29,7 +32,7 @@ def describe_model(m: ModelSpec) -> list[str]:
     if m.backend == "llama.cpp":
         slots = f"ctx {m.ctx}" + (f" x{m.parallel}" if m.parallel > 1 else "")
         size = f"{slots} {m.cache_type}"
-        here = m.gguf is not None and m.gguf.exists()
+        here = m.gguf is not None and present(m.gguf)
         source = str(m.gguf) + ("" if here else " (absent here: sized from the lock file)")
     else:
         size = f"{m.vram_mib} MiB"
@@ -92,6 +95,33 @@ def fit_findings(
     return findings, summary
 
 
+def model_file_errors(pipeline: Pipeline, loaded: DesiredInput) -> list[ConfigError]:
+    """Each GGUF that is present but cannot be used (a directory, not GGUF, truncated, corrupt
+    metadata) or no longer matches its lock entry, on its model's `gguf:` line. A file absent
+    here is no error: the lock file stands in for it (CI)."""
+    desired = loaded.file
+    spec = desired.spec
+    inputs = pipeline.model_inputs(spec, desired.path)
+    lock_file = lock_path(desired.path)
+    lock = read_lock(lock_file)  # parsed once per process: model_inputs read it already
+    errors = []
+    for index, m in enumerate(spec.models):
+        if m.backend != "llama.cpp" or m.gguf is None or not present(m.gguf):
+            continue
+        where = ("models", index, "gguf")
+        problem = inputs.problems.get(m.name)
+        entry = lock.models.get(m.name) if lock is not None else None
+        if problem is not None:
+            errors.append(desired.error(where, problem))
+        elif entry is not None and entry.facts.fingerprint != inputs.facts[m.name].fingerprint:
+            message = (
+                f"{m.gguf} no longer matches its entry in {lock_file}; run `reconcile lock "
+                f"{desired.path}` to update it"
+            )
+            errors.append(desired.error(where, message))
+    return errors
+
+
 def headroom_warning(desired: DesiredFile, profile: ProfileFile) -> ConfigError | None:
     """`reserve_mib` set alone, which the default `reserve_fraction` overrides on some GPU of
     the profile: the GPU where the fraction keeps the most beyond it is named."""
@@ -152,6 +182,12 @@ def _check_file(
         return True, list(exc.errors)
     desired = loaded.file
     errors = [e for p in profiles for e in check_hardware(desired, p)]
+    if errors:
+        return True, errors
+    try:
+        errors = model_file_errors(pipeline, loaded)
+    except ConfigErrors as exc:  # the lock file beside it
+        return True, list(exc.errors)
     if errors:
         return True, errors
     spec = desired.spec

@@ -13,7 +13,7 @@ import argparse
 import os
 from typing import TextIO
 
-from reconciler.config.desired import Desired
+from reconciler.config.loader import DesiredFile
 from reconciler.errors import ReconcileError
 from reconciler.pipeline import Pipeline
 from reconciler.plan.model import Plan
@@ -68,13 +68,16 @@ class RequiredBlocked(ReconcileError):
     """The plan leaves a model marked `required: true` blocked (raised once it is shown)."""
 
 
-def required_errors(plan: Plan, desired: Desired) -> tuple[str, ...]:
-    """One message per model marked `required: true` that the plan leaves blocked."""
+def required_errors(plan: Plan, desired: DesiredFile) -> tuple[str, ...]:
+    """One message per model marked `required: true` that the plan leaves blocked, at the
+    model's entry in the desired file (`file:line:col: models[i]: ...`), as `check` says it."""
+    index = {m.name: i for i, m in enumerate(desired.spec.models)}
     out = []
     for action in plan.actions:
-        model = desired.model_named(action.model)
+        model = desired.spec.model_named(action.model)
         if action.action == "blocked" and model is not None and model.required:
-            out.append(f"required model {action.model} cannot be placed: {action.reason}")
+            message = f"required model {action.model} cannot be placed: {action.reason}"
+            out.append(desired.error(("models", index[action.model]), message).render())
     return tuple(out)
 
 
@@ -84,7 +87,7 @@ def plan_command(args: argparse.Namespace, out: TextIO) -> int:
     pipeline = Pipeline(observed=args.observed, profile=args.profile)
     desired = pipeline.load(args.file)
     plan = pipeline.plan(desired)
-    errors = required_errors(plan, desired.file.spec)
+    errors = required_errors(plan, desired.file)
     if errors:
         plan = plan.model_copy(update={"errors": errors})
     if args.out:

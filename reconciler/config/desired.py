@@ -7,11 +7,13 @@ file can report every problem, each at its own key.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
+from reconciler.config.limits import MAX_GPUS, MAX_LIST, MAX_MODELS
 from reconciler.config.types import (
     CacheType,
     Celsius,
@@ -54,6 +56,8 @@ FlashAttn: TypeAlias = Annotated[FlashAttnName, one_of(FlashAttnName, booleans=(
 SplitName = Literal["never", "auto"]
 SplitMode: TypeAlias = Annotated[SplitName, one_of(SplitName)]
 DesiredVersion: TypeAlias = Annotated[Literal[1], format_version(1)]
+NAME_MAX = 255  # bytes in one name of a path (Linux, macOS, Windows)
+PATH_MAX = 4096  # bytes in a whole path (Linux)
 
 
 def _path(value: Any, info: ValidationInfo, expected: str) -> Path | None:
@@ -64,10 +68,24 @@ def _path(value: Any, info: ValidationInfo, expected: str) -> Path | None:
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise invalid(expected, value)
-    path = Path(value).expanduser()
+    if "\0" in value:
+        raise invalid(f"{expected}; a path cannot hold a NUL character", value)
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # ~user/ of a user that does not exist, or no home directory
+        user = value[1:].split("/", 1)[0]
+        who = f"~{user} names no user of this machine" if user else "~ has no home folder here"
+        raise invalid(f"{expected}; {who}", value) from None
     base = (info.context or {}).get("base_dir")
     if not path.is_absolute() and base is not None:
         path = Path(base) / path
+    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+    if longest > NAME_MAX or len(os.fsencode(path)) > PATH_MAX:
+        raise invalid(
+            f"{expected}; this one is longer than the system allows ({NAME_MAX} bytes a "
+            f"name, {PATH_MAX} a path)",
+            value,
+        )
     return path
 
 
@@ -139,7 +157,9 @@ class ModelSpec(Frozen):
         None, description="llama.cpp: the GGUF file (first shard of a split model)."
     )
     model: NonEmptyStr | None = Field(None, description="vllm / ollama: the model id or path.")
-    argv: tuple[NonEmptyStr, ...] | None = Field(None, description="command: the argv to run.")
+    argv: tuple[NonEmptyStr, ...] | None = Field(
+        None, max_length=MAX_LIST, description="command: the argv to run."
+    )
     priority: int = Field(0, description="Higher wins; ties are broken by order in the file.")
     ctx: PositiveInt = Field(4096, description="Context size in tokens (all slots together).")
     parallel: PositiveInt = Field(1, description="Parallel sequences (server slots).")
@@ -151,15 +171,19 @@ class ModelSpec(Frozen):
     split: SplitMode = Field(
         "auto", description="auto may spread the model over several GPUs (--tensor-split)."
     )
-    pin: tuple[GpuRef, ...] | None = Field(None, min_length=1, description="Only these GPUs.")
+    pin: tuple[GpuRef, ...] | None = Field(
+        None, min_length=1, max_length=MAX_GPUS, description="Only these GPUs."
+    )
     host: Hostname = "127.0.0.1"
     port: Port | None = None
     required: bool = Field(False, description="`reconcile check` fails when it cannot be placed.")
     fallbacks: tuple[ModelName, ...] = Field(
-        (), description="Other entries to run instead, in order, when this one does not fit."
+        (),
+        max_length=MAX_LIST,
+        description="Other entries to run instead, in order, when this one does not fit.",
     )
-    env: dict[EnvName, NonEmptyStr] = Field(default_factory=dict)
-    extra_args: tuple[NonEmptyStr, ...] = ()
+    env: dict[EnvName, NonEmptyStr] = Field(default_factory=dict, max_length=MAX_LIST)
+    extra_args: tuple[NonEmptyStr, ...] = Field((), max_length=MAX_LIST)
     vram_mib: PositiveInt | None = Field(
         None, description="Memory the model needs, where it cannot be estimated from a GGUF."
     )
@@ -181,12 +205,18 @@ class ModelSpec(Frozen):
 class Desired(Frozen):
     """The whole desired state of one machine."""
 
+    # Top-level `x-` keys hold YAML anchors; the loader drops them before validation.
+    model_config = ConfigDict(json_schema_extra={"patternProperties": {"^x-": {}}})
+
     version: DesiredVersion = Field(description="Format version of this file; 1.")
     policy: Policy = Policy()
     gpus: tuple[GpuRef, ...] | None = Field(
-        None, min_length=1, description="GPU indices or UUIDs we may use; default all."
+        None,
+        min_length=1,
+        max_length=MAX_GPUS,
+        description="GPU indices or UUIDs we may use; default all.",
     )
-    models: tuple[ModelSpec, ...] = ()
+    models: tuple[ModelSpec, ...] = Field((), max_length=MAX_MODELS)
     templates: Path | None = Field(
         None,
         description="A folder of Jinja2 templates that override the bundled ones file by file "

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -18,6 +19,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from reconciler.config.desired import Desired
+from reconciler.config.limits import MAX_DESIRED_VALUES, desired_limits
 from reconciler.config.messages import translate
 from reconciler.config.profile import Profile
 from reconciler.config.rules import Problem, desired_problems, hardware_problems
@@ -68,6 +70,7 @@ def _validate(
     cls: type[T], source: Source, context: Mapping[str, Any], extra: Sequence[Problem] = ()
 ) -> T:
     errors = list(source.errors)
+    later: list[ConfigError] = []
     spec: T | None = None
     if source.data is None:
         errors.append(ConfigError(source.file, 1, 1, "", "the file is empty; see the examples"))
@@ -75,14 +78,31 @@ def _validate(
         try:
             spec = cls.model_validate(source.data, context=dict(context))
         except ValidationError as exc:
-            errors += translate(exc, source, cls)
-    errors += [source.error(loc, message) for loc, message in extra]
+            later += translate(exc, source, cls)
+    later += [source.error(loc, message) for loc, message in extra]
+    # A value the reader refused (a 5000-digit number, a lone surrogate) is reported once,
+    # by the reader, not again as the wrong type.
+    refused = {e.path for e in source.errors if e.path}
+    errors += [e for e in later if e.path not in refused]
     if errors or spec is None:
         raise ConfigErrors(errors)
     return spec
 
 
+def _without_extensions(source: Source) -> Source:
+    """The file without its `x-` top-level keys, which hold YAML anchors (as in Compose
+    files) and are otherwise ignored."""
+    if not isinstance(source.data, dict):
+        return source
+    data = {k: v for k, v in source.data.items() if not k.startswith("x-")}
+    return dataclasses.replace(source, data=data)
+
+
 def _desired(source: Source, base_dir: Path, path: Path) -> DesiredFile:
+    source = _without_extensions(source)
+    over = desired_limits(source.data)
+    if over:  # refused before any work that grows with the file
+        raise ConfigErrors([*source.errors, *(source.error(loc, m) for loc, m in over)])
     context = {"base_dir": base_dir}
     spec = _validate(Desired, source, context, desired_problems(source.data, context))
     return Loaded(spec, source, path)
@@ -92,7 +112,8 @@ def parse_desired(
     text: str, file: str, base_dir: Path, environ: Mapping[str, str] | None = None
 ) -> DesiredFile:
     """Validate desired-state YAML text; relative paths resolve against `base_dir`."""
-    source = parse_yaml(text, file, environ=dict(os.environ if environ is None else environ))
+    env = dict(os.environ if environ is None else environ)
+    source = parse_yaml(text, file, environ=env, max_values=MAX_DESIRED_VALUES)
     return _desired(source, base_dir, base_dir / Path(file).name)
 
 
@@ -101,7 +122,8 @@ def load_desired(path: str | os.PathLike[str], *, raw: bytes | None = None) -> D
     that digests them, so that what is validated is what was digested)."""
     file = os.fspath(path)
     text = read_text(file, file) if raw is None else decode_text(raw, file)
-    return _desired(parse_yaml(text, file), Path(file).resolve().parent, Path(file))
+    source = parse_yaml(text, file, max_values=MAX_DESIRED_VALUES)
+    return _desired(source, Path(file).resolve().parent, Path(file))
 
 
 def check_hardware(desired: DesiredFile, profile: ProfileFile) -> list[ConfigError]:
@@ -181,7 +203,7 @@ def _profile_file(path: Path) -> ProfileFile:
             "ones are under 1 KiB); is this the right file?"
         )
         raise ConfigErrors([ConfigError(str(path), 0, 0, "", message)])
-    source = read_yaml(path)
+    source = read_yaml(path, max_values=MAX_DESIRED_VALUES)
     spec = _validate(Profile, source, {"base_dir": path.resolve().parent})
     problems = [source.error(loc, message) for loc, message in spec.problems()]
     if problems:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from reconciler.config.scalars import escaped
 from reconciler.errors import ConfigError
 
 __all__ = [
@@ -63,7 +64,8 @@ def format_loc(loc: Iterable[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            name = escaped(str(part))  # a key as the user wrote it: printable, cut short
+            out += f".{name}" if out else name
     return out
 
 

@@ -7,6 +7,7 @@ must be and what they got, e.g. ``must be a positive integer, got "8k"``.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import math
@@ -34,6 +35,8 @@ __all__ = [
     "PositiveInt",
     "format_version",
     "invalid",
+    "nearest",
+    "not_a_number",
     "one_of",
     "show",
 ]
@@ -57,11 +60,23 @@ def show(value: Any) -> str:
     return type(value).__name__
 
 
-def invalid(expected: str, value: Any) -> PydanticCustomError:
-    """The error for a value that is not what the key expects."""
+def invalid(expected: str, value: Any, hint: str = "") -> PydanticCustomError:
+    """The error for a value that is not what the key expects; `hint`: what to try."""
     return PydanticCustomError(
-        "value", "{expected}, got {got}", {"expected": expected, "got": show(value)}
+        "value",
+        "{expected}, got {got}{hint}",
+        {"expected": expected, "got": show(value), "hint": hint},
     )
+
+
+_NUMBER = re.compile(r"^\s*[-+]?([0-9][0-9_]*(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$")
+
+
+def not_a_number(expected: str, value: Any) -> PydanticCustomError:
+    """The error for a value where a number belongs: a quoted number is told to lose its
+    quotes (`port: "8081"` is a string in YAML)."""
+    quoted = isinstance(value, str) and _NUMBER.match(value) is not None
+    return invalid(expected, value, "; write the number without quotes" if quoted else "")
 
 
 def _is_int(value: Any) -> bool:
@@ -71,7 +86,7 @@ def _is_int(value: Any) -> bool:
 def _int_between(expected: str, low: int, high: int | None = None) -> Callable[[Any], int]:
     def check(value: Any) -> int:
         if not _is_int(value) or value < low or (high is not None and value > high):
-            raise invalid(expected, value)
+            raise not_a_number(expected, value)
         return int(value)
 
     return check
@@ -99,9 +114,10 @@ Celsius: TypeAlias = Annotated[
 
 
 def _fraction(value: Any) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or math.isnan(value) or not 0 <= value < 1:
-        raise invalid("must be a fraction from 0 to below 1 (0.10 is 10 %)", value)
+    # Compared as it is: an int of any size compares with 0 and 1 without becoming a float.
+    ok = _is_int(value) or (isinstance(value, float) and not math.isnan(value))
+    if not ok or not 0 <= value < 1:
+        raise not_a_number("must be a fraction from 0 to below 1 (0.10 is 10 %)", value)
     return float(value)
 
 
@@ -118,9 +134,23 @@ def one_of(literal: Any, booleans: tuple[str, str] | None = None) -> BeforeValid
             return booleans[0] if value else booleans[1]
         if isinstance(value, str) and value in allowed:
             return value
-        raise invalid("must be one of " + ", ".join(allowed), value)
+        raise invalid("must be one of " + ", ".join(allowed), value, nearest(value, allowed))
 
     return BeforeValidator(check)
+
+
+def _folded(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def nearest(value: Any, allowed: tuple[str, ...]) -> str:
+    """`; did you mean "q8_0"?` for a value close to one of `allowed` (another case, a
+    missing dot or dash, a typo), else ""."""
+    if not isinstance(value, str) or not value.strip():
+        return ""
+    same = [a for a in allowed if _folded(a) == _folded(value)]
+    close = same or difflib.get_close_matches(value.lower(), allowed, n=1, cutoff=0.6)
+    return f'; did you mean "{close[0]}"?' if close else ""
 
 
 CacheType: TypeAlias = Literal["f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl"]
@@ -131,10 +161,15 @@ _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
 def _model_name(value: Any) -> str:
     if isinstance(value, str) and _NAME.match(value):
         return value
+    hint = ""
+    if isinstance(value, str):
+        fixed = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")[:48].strip("-")
+        hint = f'; did you mean "{fixed}"?' if fixed and _NAME.match(fixed) else ""
     raise invalid(
         "must be 1 to 48 lowercase letters, digits and dashes, not starting or ending with a dash "
         "(it becomes part of unit names)",
         value,
+        hint,
     )
 
 
@@ -171,7 +206,7 @@ def _gpu_ref(value: Any) -> int | str:
         return int(value)
     if isinstance(value, str) and _GPU_UUID.match(value):
         return value
-    raise invalid('must be a GPU index (0, 1, ...) or a UUID ("GPU-...")', value)
+    raise not_a_number('must be a GPU index (0, 1, ...) or a UUID ("GPU-...")', value)
 
 
 GpuRef: TypeAlias = Annotated[int | str, BeforeValidator(_gpu_ref)]
@@ -182,7 +217,7 @@ def _gpu_layers(value: Any) -> int | str:
         return str(value)
     if _is_int(value) and value >= 0:
         return int(value)
-    raise invalid('must be "all", "auto" or a number of layers >= 0', value)
+    raise not_a_number('must be "all", "auto" or a number of layers >= 0', value)
 
 
 GpuLayers: TypeAlias = Annotated[Literal["all", "auto"] | int, BeforeValidator(_gpu_layers)]
@@ -213,10 +248,15 @@ def format_version(*supported: int) -> BeforeValidator:
         if _is_int(value) and value in supported:
             return int(value)
         readable = ", ".join(str(v) for v in supported)
+        quoted = isinstance(value, str) and _NUMBER.match(value) is not None
         raise PydanticCustomError(
             "value",
-            "unsupported format version {got}; this reconciler reads version {readable}",
-            {"got": show(value), "readable": readable},
+            "unsupported format version {got}; this reconciler reads version {readable}{hint}",
+            {
+                "got": show(value),
+                "readable": readable,
+                "hint": "; write the number without quotes" if quoted else "",
+            },
         )
 
     return BeforeValidator(check)

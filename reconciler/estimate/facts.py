@@ -2,6 +2,13 @@
 
 `ModelFacts` is small (a few KiB even for a 70B model), frozen, and serialisable: it is what
 the lock file stores so that CI can estimate without the weights. `facts_from_header` is pure.
+
+Facts are validated in one place, their own fields' bounds (`LIMITS`), whether they come
+from a GGUF header or a lock file, so that the memory model only ever sees sane numbers: at
+least one and at most 512 layers (llama.cpp's own LLAMA_MAX_LAYERS), no negative sizes, and
+widths, heads and counts a thousand times beyond the largest published models at most.
+Metadata of the wrong type (a list where a number belongs, "1e9" as a string, NaN) is a
+`FactsError` naming the key, before anything is sized by it.
 """
 
 from __future__ import annotations
@@ -10,13 +17,27 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
+from reconciler.estimate.metadata import (
+    LIMITS,
+    MAX_LAYERS,
+    FactsError,
+    Meta,
+    layer_count,
+    recurrent_state,
+    swa_layers,
+    vocab_size,
+)
 from reconciler.frozen import Frozen
 from reconciler.gguf.ggml import BF16, F16, F32, row_size
 
 __all__ = [
     "KNOWN_ARCHS",
+    "LIMITS",
+    "MAX_LAYERS",
+    "FactsError",
     "LayerFacts",
     "ModelFacts",
     "facts_from_header",
@@ -70,9 +91,8 @@ KNOWN_ARCHS = frozenset(
         "bert",
     }
 )
-# Sliding-window pattern per architecture: every n-th layer uses full attention.
-SWA_PATTERN = {"gemma2": 2, "gemma3": 6, "cohere2": 4, "gpt-oss": 2}
-_LAYER = re.compile(r"^blk\.(\d+)\.")
+_LAYER = re.compile(r"^blk\.(\d{1,9})\.")  # a longer index is no layer of ours
+_BYTES = LIMITS["bytes"]
 
 
 def _pad(n: int, to: int) -> int:
@@ -82,38 +102,68 @@ def _pad(n: int, to: int) -> int:
 class LayerFacts(Frozen):
     """One repeating block: its weights and what its memory (KV or recurrent state) holds."""
 
-    bytes_host: int = Field(description="Weight bytes in a CPU buffer.")
-    bytes_cuda: int = Field(description="Weight bytes in a CUDA buffer (row padding, align).")
-    n_head: int
-    n_head_kv: int = Field(description="0 for a layer without KV cache (recurrent, shortconv).")
+    bytes_host: int = Field(ge=0, le=_BYTES, description="Weight bytes in a CPU buffer.")
+    bytes_cuda: int = Field(
+        ge=0, le=_BYTES, description="Weight bytes in a CUDA buffer (row padding, align)."
+    )
+    n_head: int = Field(ge=0, le=LIMITS["heads"])
+    n_head_kv: int = Field(
+        ge=0,
+        le=LIMITS["heads"],
+        description="0 for a layer without KV cache (recurrent, shortconv).",
+    )
     swa: bool = False
     recurrent: bool = False
-    n_ff: int = 0
-    largest_tensor: int = Field(0, description="Bytes of the largest weight (op offload copy).")
+    n_ff: int = Field(0, ge=0, le=LIMITS["width"])
+    largest_tensor: int = Field(
+        0, ge=0, le=_BYTES, description="Bytes of the largest weight (op offload copy)."
+    )
 
 
 class ModelFacts(Frozen):
-    architecture: str
+    architecture: str = Field(min_length=1, max_length=64)
     known: bool = Field(description="False: an unknown architecture, estimated conservatively.")
-    n_embd: int
-    n_vocab: int
-    n_ctx_train: int
-    head_dim_k: int
-    head_dim_v: int
-    n_swa: int = 0
+    n_embd: int = Field(ge=1, le=LIMITS["width"])
+    n_vocab: int = Field(ge=0, le=LIMITS["vocab"])
+    n_ctx_train: int = Field(ge=0, le=LIMITS["tokens"])
+    head_dim_k: int = Field(ge=0, le=LIMITS["width"])
+    head_dim_v: int = Field(ge=0, le=LIMITS["width"])
+    n_swa: int = Field(0, ge=0, le=LIMITS["tokens"])
     mla: bool = Field(False, description="Multi-head latent attention: the cache holds K only.")
-    recurrent_r: int = Field(0, description="F32 elements of conv/shift state per layer per seq.")
-    recurrent_s: int = Field(0, description="F32 elements of SSM/WKV state per layer per seq.")
-    layers: tuple[LayerFacts, ...]
-    token_embd_bytes: int = Field(description="Input embeddings: always in host memory.")
-    output_norm_host: int
-    output_norm_cuda: int
-    head_bytes_host: int = Field(description="The output head (a copy of token_embd if tied).")
-    head_bytes_cuda: int
+    recurrent_r: int = Field(
+        0, ge=0, le=LIMITS["state"], description="F32 elements of conv/shift state per layer."
+    )
+    recurrent_s: int = Field(
+        0, ge=0, le=LIMITS["state"], description="F32 elements of SSM/WKV state per layer."
+    )
+    layers: tuple[LayerFacts, ...] = Field(min_length=1, max_length=MAX_LAYERS)
+    token_embd_bytes: int = Field(
+        ge=0, le=_BYTES, description="Input embeddings: always in host memory."
+    )
+    output_norm_host: int = Field(ge=0, le=_BYTES)
+    output_norm_cuda: int = Field(ge=0, le=_BYTES)
+    head_bytes_host: int = Field(
+        ge=0, le=_BYTES, description="The output head (a copy of token_embd if tied)."
+    )
+    head_bytes_cuda: int = Field(ge=0, le=_BYTES)
     tied_output: bool = Field(description="No output.weight: the token embeddings are reused.")
-    other_bytes: int = Field(0, description="Tensors outside the blocks, e.g. rope factors.")
-    file_size: int
-    fingerprint: str
+    other_bytes: int = Field(
+        0, ge=0, le=_BYTES, description="Tensors outside the blocks, e.g. rope factors."
+    )
+    file_size: int = Field(ge=1, le=_BYTES)
+    fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layer_count(cls, value: Any) -> Any:
+        """Counted before each layer is validated: 5,000 layers are refused at once."""
+        if isinstance(value, list | tuple) and len(value) > MAX_LAYERS:
+            raise PydanticCustomError(
+                "value",
+                "at most {limit} layers (llama.cpp's limit), not {count}; the entry is corrupt",
+                {"limit": MAX_LAYERS, "count": len(value)},
+            )
+        return value
 
     @property
     def n_layer(self) -> int:
@@ -133,30 +183,6 @@ def _alloc(type_: int, shape: Sequence[int], nbytes: int, *, cuda: bool) -> int:
     if cuda and quantized and shape[0] % CUDA_ROW_PADDING:
         size += row_size(type_, CUDA_ROW_PADDING - shape[0] % CUDA_ROW_PADDING)
     return _pad(size, CUDA_ALIGN if cuda else CPU_ALIGN)
-
-
-def _per_layer(value: Any, n_layer: int, default: int) -> list[int]:
-    if isinstance(value, list):
-        out = [int(v) for v in value[:n_layer]]
-        return out + [out[-1] if out else default] * (n_layer - len(out))
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return [int(value)] * n_layer
-    return [default] * n_layer
-
-
-def _swa_layers(arch: str, meta: Mapping[str, Any], n_layer: int, n_swa: int) -> list[bool]:
-    if n_swa <= 0:
-        return [False] * n_layer
-    pattern = meta.get(f"{arch}.attention.sliding_window_pattern")
-    if isinstance(pattern, list):
-        return [bool(v) for v in pattern[:n_layer]] + [False] * (n_layer - len(pattern))
-    every = int(pattern) if isinstance(pattern, int) else SWA_PATTERN.get(arch, 0)
-    # llama.cpp set_swa_pattern(n): layer il uses SWA unless il % n == n - 1.
-    return (
-        [every == 0 or il % every < every - 1 for il in range(n_layer)]
-        if every
-        else ([True] * n_layer)
-    )
 
 
 def _weights(
@@ -197,43 +223,26 @@ def facts_from_header(
     file_size: int,
     fingerprint: str,
 ) -> ModelFacts:
-    """Distil a GGUF header (metadata, tensors as (name, shape, type, nbytes)) to ModelFacts."""
-    arch = str(metadata.get("general.architecture", "unknown"))
-
-    def get(key: str, default: Any = None) -> Any:
-        return metadata.get(f"{arch}.{key}", default)
-
-    n_layer = int(get("block_count", 0))
-    n_embd = int(get("embedding_length", 0))
-    heads = _per_layer(get("attention.head_count"), n_layer, 1)
-    heads_kv = (
-        _per_layer(get("attention.head_count_kv"), n_layer, 0)
-        if get("attention.head_count_kv") is not None
-        else list(heads)
-    )
-    n_ff = _per_layer(get("feed_forward_length"), n_layer, 4 * n_embd)
+    """Distil a GGUF header (metadata, tensors as (name, shape, type, nbytes)) to ModelFacts;
+    metadata the memory model cannot use is a `FactsError` naming the key."""
+    meta = Meta(metadata)
+    arch = meta.arch
+    width, heads_limit = LIMITS["width"], LIMITS["heads"]
+    n_layer = layer_count(meta, len(tensors))
+    n_embd = meta.count("embedding_length", width, None)
+    if n_embd == 0:
+        raise FactsError(f"{arch}.embedding_length is 0; the file is corrupt")
+    heads = meta.per_layer("attention.head_count", n_layer, 1, heads_limit)
+    heads_kv = meta.per_layer("attention.head_count_kv", n_layer, -1, heads_limit)
+    heads_kv = [h if kv < 0 else kv for h, kv in zip(heads, heads_kv, strict=True)]
+    n_ff = meta.per_layer("feed_forward_length", n_layer, min(4 * n_embd, width), width)
     first_heads = next((h for h in heads if h), 1)
-    head_k = int(get("attention.key_length", n_embd // max(first_heads, 1)))
-    head_v = int(get("attention.value_length", head_k))
-    n_swa = int(get("attention.sliding_window", 0) or 0)
-    swa = _swa_layers(arch, metadata, n_layer, n_swa)
-
-    tokens = metadata.get("tokenizer.ggml.tokens")
-    n_vocab = len(tokens) if isinstance(tokens, list) else int(getattr(tokens, "count", 0))
-    n_vocab = n_vocab or int(get("vocab_size", 0))
-
-    # Recurrent state sizes (F32 elements per layer per sequence), per llama.cpp's hparams.
-    d_conv, d_inner = int(get("ssm.conv_kernel", 0)), int(get("ssm.inner_size", 0))
-    d_state, n_group = int(get("ssm.state_size", 0)), int(get("ssm.group_count", 0))
-    rec_r = rec_s = 0
-    if d_inner:
-        rec_r = (d_conv - 1) * (d_inner + 2 * n_group * d_state) if d_conv else 0
-        rec_s = d_state * d_inner
-    elif get("wkv.head_size"):
-        rec_r = int(get("token_shift_count", 2)) * n_embd
-        rec_s = n_embd * int(get("wkv.head_size"))
-    elif get("shortconv.l_cache"):
-        rec_r = n_embd * (int(get("shortconv.l_cache")) - 1)
+    head_k = meta.count("attention.key_length", width, n_embd // first_heads)
+    head_v = meta.count("attention.value_length", width, head_k)
+    n_swa = meta.count("attention.sliding_window", LIMITS["tokens"])
+    swa = swa_layers(meta, n_layer, n_swa)
+    n_vocab = vocab_size(meta)
+    rec_r, rec_s = recurrent_state(meta, n_embd)
     pure_recurrent = arch in ("mamba", "mamba2", "rwkv6", "rwkv7")
     recurrent = [
         pure_recurrent or (heads_kv[il] == 0 and (rec_r or rec_s) > 0) for il in range(n_layer)
@@ -243,39 +252,45 @@ def facts_from_header(
         tensors, n_layer
     )
 
-    layers = tuple(
-        LayerFacts(
-            bytes_host=host[il],
-            bytes_cuda=cuda[il],
-            n_head=heads[il],
-            n_head_kv=0 if recurrent[il] else heads_kv[il],
-            swa=swa[il],
-            recurrent=recurrent[il],
-            n_ff=n_ff[il],
-            largest_tensor=largest[il],
+    try:
+        layers = tuple(
+            LayerFacts(
+                bytes_host=host[il],
+                bytes_cuda=cuda[il],
+                n_head=heads[il],
+                n_head_kv=0 if recurrent[il] else heads_kv[il],
+                swa=swa[il],
+                recurrent=recurrent[il],
+                n_ff=n_ff[il],
+                largest_tensor=largest[il],
+            )
+            for il in range(n_layer)
         )
-        for il in range(n_layer)
-    )
-    return ModelFacts(
-        architecture=arch,
-        known=arch in KNOWN_ARCHS and n_layer > 0 and n_embd > 0,
-        n_embd=n_embd,
-        n_vocab=n_vocab,
-        n_ctx_train=int(get("context_length", 0)),
-        head_dim_k=head_k,
-        head_dim_v=head_v,
-        n_swa=n_swa,
-        mla=bool(get("attention.key_length_mla")) and bool(get("attention.value_length_mla")),
-        recurrent_r=rec_r,
-        recurrent_s=rec_s,
-        layers=layers,
-        token_embd_bytes=embd,
-        output_norm_host=norm_host,
-        output_norm_cuda=norm_cuda,
-        head_bytes_host=head_host,
-        head_bytes_cuda=head_cuda,
-        tied_output=tied,
-        other_bytes=other,
-        file_size=file_size,
-        fingerprint=fingerprint,
-    )
+        return ModelFacts(
+            architecture=arch,
+            known=arch in KNOWN_ARCHS,
+            n_embd=n_embd,
+            n_vocab=n_vocab,
+            n_ctx_train=meta.count("context_length", LIMITS["tokens"]),
+            head_dim_k=head_k,
+            head_dim_v=head_v,
+            n_swa=n_swa,
+            mla=bool(meta.count("attention.key_length_mla", width))
+            and bool(meta.count("attention.value_length_mla", width)),
+            recurrent_r=rec_r,
+            recurrent_s=rec_s,
+            layers=layers,
+            token_embd_bytes=embd,
+            output_norm_host=norm_host,
+            output_norm_cuda=norm_cuda,
+            head_bytes_host=head_host,
+            head_bytes_cuda=head_cuda,
+            tied_output=tied,
+            other_bytes=other,
+            file_size=file_size,
+            fingerprint=fingerprint,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise FactsError(f"{where}: {first['msg']}; the file is corrupt") from None

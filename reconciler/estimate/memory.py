@@ -130,21 +130,28 @@ def kv_cells(facts: ModelFacts, cfg: RunConfig) -> tuple[int, int, int]:
 
 
 def _layer_context(facts: ModelFacts, cfg: RunConfig) -> list[int]:
-    """Bytes of KV cache or recurrent state held for each layer."""
+    """Bytes of KV cache or recurrent state held for each layer (a row's size is worked out
+    once for each KV head count: the hint search calls this hundreds of times)."""
     full, swa, streams = kv_cells(facts, cfg)
     tk, tv = CACHE_TYPES[cfg.cache_type_k], CACHE_TYPES[cfg.cache_type_v]
+    recurrent = 4 * (facts.recurrent_r + facts.recurrent_s) * max(cfg.parallel, 1)
+    rows: dict[int, tuple[int, int]] = {}
     out = []
     for layer in facts.layers:
         if layer.recurrent:
-            out.append(4 * (facts.recurrent_r + facts.recurrent_s) * max(cfg.parallel, 1))
+            out.append(recurrent)
             continue
-        if layer.n_head_kv == 0:
+        n_kv = layer.n_head_kv
+        if n_kv == 0:
             out.append(0)
             continue
+        row = rows.get(n_kv)
+        if row is None:
+            k = row_size(tk, facts.head_dim_k * n_kv)
+            v = 0 if facts.mla else row_size(tv, facts.head_dim_v * n_kv)
+            row = rows[n_kv] = (k, v)
         cells = (swa if layer.swa else full) * streams
-        k = row_size(tk, facts.head_dim_k * layer.n_head_kv) * cells
-        v = 0 if facts.mla else row_size(tv, facts.head_dim_v * layer.n_head_kv) * cells
-        out.append(k + v)
+        out.append((row[0] + row[1]) * cells)
     return out
 
 
@@ -237,13 +244,18 @@ def _split_layers(facts: ModelFacts, cfg: RunConfig) -> tuple[list[list[int]], i
         bounds.append(acc)
     per_gpu: list[list[int]] = [[] for _ in range(cfg.gpus)]
     head_gpu = -1
-    for il in range(start, n_layer + 1):
-        frac = (il - start) / max(ngl, 1)
-        gpu = next((g for g, b in enumerate(bounds) if frac < b), cfg.gpus - 1)
-        if il == n_layer:
-            head_gpu = gpu
-        else:
-            per_gpu[gpu].append(il)
+    if cfg.gpus == 1:
+        per_gpu[0] = list(range(start, n_layer))
+        head_gpu = 0
+    else:
+        last = cfg.gpus - 1
+        for il in range(start, n_layer + 1):
+            frac = (il - start) / max(ngl, 1)
+            gpu = next((g for g, b in enumerate(bounds) if frac < b), last)
+            if il == n_layer:
+                head_gpu = gpu
+            else:
+                per_gpu[gpu].append(il)
     return per_gpu, head_gpu, list(range(min(start, n_layer)))
 
 

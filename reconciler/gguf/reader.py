@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 from reconciler.errors import ReconcileError
 from reconciler.gguf.ggml import QUANT_SIZES
+from reconciler.gguf.regular import NotRegular, open_regular
 
 __all__ = [
     "ArrayInfo",
@@ -33,6 +34,7 @@ __all__ = [
 MAGIC = b"GGUF"
 MAX_KEEP = 4096  # arrays longer than this keep only their length and element type
 MAX_DIMS = 4
+DEFAULT_ALIGNMENT = 32  # general.alignment when absent, as in llama.cpp
 CHUNK = 1 << 20
 
 _SCALARS: dict[int, tuple[str, int]] = {
@@ -210,14 +212,15 @@ def _value(s: _Stream, vtype: int, key: str) -> Any:
     raise s.fail(f"key {key} has unknown value type {vtype}")
 
 
-def _tensor(s: _Stream) -> TensorInfo:
+def _tensor(s: _Stream) -> tuple[TensorInfo, int]:
+    """One tensor info and the offset of its data within the data section."""
     name = s.string("tensor name")
     n_dims = s.u32()
     if not 1 <= n_dims <= MAX_DIMS:
         raise s.fail(f"tensor {name} has {n_dims} dimensions")
     shape = tuple(s.u64() for _ in range(n_dims))
     type_ = s.u32()
-    s.u64()  # offset of the data: not needed, the weights are never read
+    offset = s.u64()  # where its data starts: checked against the file's size, never read
     if type_ not in QUANT_SIZES:
         raise ModelFileError(
             f"{s.where}: tensor {name} has type {type_}, unknown to this reconciler; "
@@ -226,21 +229,47 @@ def _tensor(s: _Stream) -> TensorInfo:
     block = QUANT_SIZES[type_][0]
     if shape[0] % block or any(n <= 0 or n > 1 << 40 for n in shape):
         raise s.fail(f"tensor {name} has impossible shape {shape}")
-    return TensorInfo(name, shape, type_, tensor_nbytes(type_, shape))
+    return TensorInfo(name, shape, type_, tensor_nbytes(type_, shape)), offset
+
+
+def _alignment(where: str, metadata: dict[str, Any]) -> int:
+    align = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+    if isinstance(align, bool) or not isinstance(align, int) or align <= 0 or align & (align - 1):
+        raise ModelFileError(
+            f"{where}: general.alignment is {align!r}, not a power of two; the file is corrupt"
+        )
+    return align
+
+
+def _check_data(
+    where: str, size: int, start: int, tensors: list[tuple[TensorInfo, int]], align: int
+) -> None:
+    """Every tensor's data lies inside the file: a download cut short after the header is
+    caught here (llama.cpp refuses it the same way when loading)."""
+    end = start
+    for info, offset in tensors:
+        if offset % align:
+            raise ModelFileError(
+                f"{where}: tensor {info.name} starts at offset {offset}, not a multiple of the "
+                f"alignment {align}; the file is corrupt"
+            )
+        end = max(end, start + offset + info.nbytes)
+    if end > size:
+        raise ModelFileError(
+            f"{where}: truncated: its tensors' data ends at byte {end} but the file has {size} "
+            "bytes; download it again"
+        )
 
 
 def _read_one(path: Path) -> tuple[int, dict[str, Any], list[TensorInfo], int, str]:
     where = str(path)
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        raise ModelFileError(f"{where}: no such file; check the path") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{where}: is a directory, not a GGUF file") from None
-    except OSError as exc:
-        raise ModelFileError(f"{where}: cannot be read: {exc.strerror or exc}") from None
+        handle, st = open_regular(path)
+    except NotRegular as exc:
+        hint = "; give the path of a GGUF file" if "not a regular file" in exc.reason else ""
+        raise ModelFileError(f"{where}: {exc.reason}{hint}") from None
     with handle:
-        size = os.fstat(handle.fileno()).st_size
+        size = st.st_size
         if size == 0:
             raise ModelFileError(f"{where}: is empty (0 bytes); download it again")
         s = _Stream(handle, size, where)
@@ -258,7 +287,10 @@ def _read_one(path: Path) -> tuple[int, dict[str, Any], list[TensorInfo], int, s
             key = s.string("key")
             metadata[key] = _value(s, s.u32(), key)
         tensors = [_tensor(s) for _ in range(n_tensors)]
-        return version, metadata, tensors, size, s.finish_digest()
+        align = _alignment(where, metadata)
+        _check_data(where, size, (s.tell + align - 1) // align * align, tensors, align)
+        infos = [info for info, _offset in tensors]
+        return version, metadata, infos, size, s.finish_digest()
 
 
 def shard_paths(path: Path) -> list[Path]:

@@ -131,7 +131,9 @@ def test_a_blocked_required_model_is_an_error_after_the_plan(
     assert [line.split()[2].rstrip(":") for line in blocked] == ["chat", "big"]
     assert out.splitlines()[-1] == "Plan: 1 to start, 2 blocked."
     chat = blocked[0].split(": ", 1)[1]
-    assert err.splitlines() == [f"error: required model chat cannot be placed: {chat}"]
+    assert err.splitlines() == [
+        f"error: {desired}:3:5: models[0]: required model chat cannot be placed: {chat}"
+    ]
 
 
 def test_a_blocked_required_model_is_listed_in_the_json_and_the_saved_plan(
@@ -144,7 +146,9 @@ def test_a_blocked_required_model_is_listed_in_the_json_and_the_saved_plan(
     out, err = capsys.readouterr()
     data = json.loads(out)
     assert len(data["errors"]) == 1
-    assert data["errors"][0].startswith("required model chat cannot be placed: ")
+    assert data["errors"][0].startswith(
+        f"{desired}:3:5: models[0]: required model chat cannot be placed: "
+    )
     assert err == f"error: {data['errors'][0]}\n"
     assert json.loads(saved.read_text()) == data
     assert Plan.model_validate_json(saved.read_text()).errors == tuple(data["errors"])

@@ -90,7 +90,10 @@ def test_quoted_env_expansion_stays_a_string() -> None:
     assert messages(
         'version: 1\nmodels:\n  - name: chat\n    gguf: a.gguf\n    port: "${env.PORT}"\n',
         {"PORT": "8081"},
-    ) == ['d.yaml:5:11: models[0].port: must be a TCP port between 1 and 65535, got "8081"']
+    ) == [
+        'd.yaml:5:11: models[0].port: must be a TCP port between 1 and 65535, got "8081"; '
+        "write the number without quotes"
+    ]
 
 
 def test_malformed_substitution_is_explained() -> None:
@@ -126,7 +129,13 @@ def test_yaml_integer_forms(text: str, value: int) -> None:
 
 @pytest.mark.parametrize(
     ("text", "got"),
-    [("8192.0", "8192.0"), ("true", "true"), (".nan", "nan"), ("'8192'", '"8192"'), ("~", "null")],
+    [
+        ("8192.0", "8192.0"),
+        ("true", "true"),
+        (".nan", "nan"),
+        ("'8192'", '"8192"; write the number without quotes'),
+        ("~", "null"),
+    ],
 )
 def test_ctx_rejects_what_is_not_an_integer(text: str, got: str) -> None:
     assert messages(
@@ -176,10 +185,13 @@ def test_vllm_ollama_and_command_state_their_memory() -> None:
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
-        (lambda p: None, "no such file; check the path"),
-        (lambda p: p.mkdir(), "is a directory; give the path of a YAML file"),
-        (lambda p: p.write_bytes(b"version: 1\nname: \xff\xfe\n"), "is not UTF-8 text (byte 17)"),
-        (lambda p: p.write_bytes(b"#" * (MAX_BYTES + 1)), "is larger than 4 MiB"),
+        (lambda p: None, ": no such file; check the path"),
+        (lambda p: p.mkdir(), ": is a directory; give the path of a YAML file"),
+        (
+            lambda p: p.write_bytes(b"version: 1\nname: \xff\xfe\n"),
+            ":2:7: not UTF-8 text (byte 0xff); save the file as UTF-8",
+        ),
+        (lambda p: p.write_bytes(b"#" * (MAX_BYTES + 1)), ": is larger than 4 MiB"),
     ],
 )
 def test_unreadable_files(tmp_path: Path, setup: object, message: str) -> None:
@@ -187,4 +199,37 @@ def test_unreadable_files(tmp_path: Path, setup: object, message: str) -> None:
     setup(path)  # type: ignore[operator]
     with pytest.raises(ConfigErrors) as info:
         load_desired(path)
-    assert str(info.value).startswith(f"{path}: {message}")
+    assert str(info.value).startswith(f"{path}{message}")
+
+
+def test_x_keys_hold_anchors_and_are_ignored() -> None:
+    spec = parse(
+        "version: 1\n"
+        "x-qwen: &qwen {ctx: 16384, cache_type: q8_0, flash_attn: on}\n"
+        "x-notes: [anything, {goes: here}]\n"
+        "models:\n"
+        "  - {<<: *qwen, name: chat, gguf: a.gguf, port: 8081}\n"
+    )
+    assert (spec.models[0].ctx, spec.models[0].cache_type) == (16384, "q8_0")
+
+
+def test_a_merged_key_does_not_move_the_position_of_the_mappings_own_key() -> None:
+    assert messages(
+        "version: 1\n"
+        "x-base: &base {ctx: 8192, port: 1}\n"
+        "models:\n"
+        "  - {<<: *base, name: a, gguf: a.gguf, ctx: big}\n"
+    ) == ['d.yaml:4:45: models[0].ctx: must be a positive integer, got "big"']
+
+
+def test_nested_merges_are_resolved_once_each() -> None:
+    lines = ["version: 1", "x-0: &m0 {ctx: 2048}"]
+    lines += [f"x-{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}, *m{i - 1}]}}" for i in range(1, 30)]
+    lines += ["models:", "  - {<<: *m29, name: a, gguf: a.gguf, port: 1}"]
+    assert parse("\n".join(lines) + "\n").models[0].ctx == 2048  # 3^29 merges walked naively
+
+
+def test_a_surrogate_pair_written_as_two_escapes_is_one_character() -> None:
+    spec = parse('version: 1\nmodels:\n  - {name: a, gguf: "\\ud83d\\ude00.gguf", port: 1}\n')
+    assert spec.models[0].gguf is not None
+    assert spec.models[0].gguf.name == "\U0001f600.gguf"

@@ -138,9 +138,8 @@ MUTATIONS: list[tuple[str, Callable[[random.Random, Data], str | None], int]] = 
     ("duplicate", duplicate, 2),
     ("crowded", crowded, 2),
     ("plausible", plausible, 8),
-    # What only YAML text says (.nan, 5000 digits, nesting 3000 deep) is the YAML reader's to
-    # refuse: weight 2 once it bounds digits and depth (branch i13-config: it passes there).
-    ("yaml", yaml_only, 0),
+    # What only YAML text says (.nan, 5000 digits, nesting 3000 deep): the YAML reader's bounds.
+    ("yaml", yaml_only, 2),
 ]
 
 

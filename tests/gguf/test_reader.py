@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import struct
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from reconciler.gguf.ggml import QUANT_SIZES
 from reconciler.gguf.reader import ArrayInfo, ModelFileError, read_gguf
+from reconciler.gguf.regular import present
 from tests.ggufs import SHAPES, Shape, write_gguf
 
 TINY = Shape("tiny", n_layer=2, n_embd=64, n_head=4, n_head_kv=2, n_ff=128, n_vocab=600)
@@ -152,3 +154,47 @@ def _outcome(path: Path) -> str | None:
     except ModelFileError as exc:
         return str(exc)
     return None
+
+
+def test_only_a_regular_file_is_opened(tmp_path: Path, tiny: Path) -> None:
+    """A named pipe would block open() forever and /dev/zero read zeros forever."""
+    fifo = tmp_path / "pipe.gguf"
+    os.mkfifo(fifo)
+    loop = tmp_path / "loop.gguf"
+    loop.symlink_to(tmp_path / "loop2.gguf")
+    (tmp_path / "loop2.gguf").symlink_to(loop)
+    dangling = tmp_path / "dangling.gguf"
+    dangling.symlink_to(tmp_path / "gone.gguf")
+    linked = tmp_path / "linked.gguf"
+    linked.symlink_to(tiny)
+    cases = {
+        fifo: "is a named pipe, not a regular file; give the path of a GGUF file",
+        Path(
+            "/dev/zero"
+        ): "is a character device, not a regular file; give the path of a GGUF file",
+        tmp_path: "is a directory, not a regular file; give the path of a GGUF file",
+        loop: "is a symbolic link loop (or a chain of too many links); fix the link",
+        dangling: f"is a symbolic link to {tmp_path / 'gone.gguf'}, which does not exist",
+    }
+    for path, message in cases.items():
+        with pytest.raises(ModelFileError) as info:
+            read_gguf(path)
+        assert str(info.value) == f"{path}: {message}"
+    assert read_gguf(linked).tensors == read_gguf(tiny).tensors
+    assert (present(loop), present(dangling), present(tmp_path / "nope.gguf")) == (
+        True,
+        True,
+        False,
+    )
+
+
+def test_data_cut_short_after_the_header_is_truncated(tmp_path: Path, tiny: Path) -> None:
+    raw = tiny.read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(raw[: len(raw) - 1])
+    with pytest.raises(ModelFileError) as info:
+        read_gguf(cut)
+    assert str(info.value) == (
+        f"{cut}: truncated: its tensors' data ends at byte {len(raw)} but the file has "
+        f"{len(raw) - 1} bytes; download it again"
+    )
