@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="would a GGUF model fit now, beside what runs? (what-if)")
     _command(p, "fit", "add_arguments", "fit_command")
 
+    p = sub.add_parser("profiles", help="the hardware profiles (bundled and yours) and their GPUs")
+    _command(p, "profiles", "add_arguments", "profiles_command")
+
     p = sub.add_parser("schema", help="print the JSON Schema of the desired file or a profile")
     p.add_argument("kind", nargs="?", choices=("desired", "profile"), default="desired")
     _runs(p, "schema", "schema")

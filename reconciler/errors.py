@@ -56,12 +56,16 @@ class ConfigErrors(ReconcileError):
     """Every problem found in one pass over a configuration file.
 
     `rerun` is the command the footer tells the user to run again once the file is fixed: a
-    desired file is checked by `reconcile check`, a snapshot or a profile is not.
+    desired file is checked by `reconcile check`, a snapshot or a profile is not. `about` says
+    what kind of file it is where that is not a desired file ("snapshot", "hardware profile").
     """
 
-    def __init__(self, errors: Iterable[ConfigError], rerun: str = "reconcile check") -> None:
+    def __init__(
+        self, errors: Iterable[ConfigError], rerun: str = "reconcile check", about: str = ""
+    ) -> None:
         self.errors = tuple(sorted(errors, key=ConfigError.sort_key))
         self.rerun = rerun
+        self.about = about
         if not self.errors:
             raise ValueError("ConfigErrors needs at least one error")
         super().__init__(self.render())
@@ -71,7 +75,10 @@ class ConfigErrors(ReconcileError):
         files = sorted({e.file for e in self.errors})
         count = len(self.errors)
         noun = "problem" if count == 1 else "problems"
-        lines.append(f"{count} {noun} in {', '.join(files)}; fix and run `{self.rerun}` again.")
+        where = ", ".join(files)
+        if self.about:
+            where = f"{self.about} {where}"
+        lines.append(f"{count} {noun} in {where}; fix and run `{self.rerun}` again.")
         return "\n".join(lines)
 
 

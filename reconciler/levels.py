@@ -15,13 +15,16 @@ WARNING_C = 65
 
 
 def pressure(used_mib: int, total_mib: int) -> Pressure:
-    """low < 50 % <= normal < 70 % <= high < 85 % <= critical (of total memory)."""
-    share = used_mib / total_mib if total_mib > 0 else 1.0
-    if share < 0.50:
+    """low < 50 % <= normal < 70 % <= high < 85 % <= critical (of total memory). Whole
+    numbers throughout: no figure is too large to compare (a float division overflows)."""
+    if total_mib <= 0:
+        return "critical"
+    percent = 100 * max(used_mib, 0)
+    if percent < 50 * total_mib:
         return "low"
-    if share < 0.70:
+    if percent < 70 * total_mib:
         return "normal"
-    if share < 0.85:
+    if percent < 85 * total_mib:
         return "high"
     return "critical"
 

@@ -27,6 +27,10 @@ def test_pressure_of_a_gpu_without_memory_is_critical() -> None:
     assert pressure(0, 0) == "critical"
 
 
+def test_pressure_of_figures_no_float_holds() -> None:
+    assert (pressure(10**400, 10**401), pressure(10**401, 10**400)) == ("low", "critical")
+
+
 @pytest.mark.parametrize(
     ("temp", "state"),
     [

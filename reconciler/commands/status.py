@@ -11,7 +11,7 @@ from reconciler.levels import pressure, thermal_state
 from reconciler.observe import StateReader
 from reconciler.state import GpuState, Instance, ObservedState
 
-__all__ = ["render_status", "status"]
+__all__ = ["PROCESS_HEADER", "render_status", "status"]
 
 BAR = 20
 
@@ -30,24 +30,39 @@ def _opt(value: object, unit: str) -> str:
 
 
 def _gpu_line(g: GpuState) -> str:
+    """One GPU, each figure after its label: memory, temperature, power, utilization."""
     if g.lost:
         return f"GPU {g.label}  {g.name}  LOST: the GPU fell off the bus; check `dmesg`, reboot"
     if g.memory_total_mib > 0:
         level = pressure(g.memory_used_mib, g.memory_total_mib)
         memory = (
-            f"{_bar(g.memory_used_mib, g.memory_total_mib)} "
-            f"{g.memory_used_mib}/{g.memory_total_mib} MiB ({level})"
+            f"memory {_bar(g.memory_used_mib, g.memory_total_mib)} "
+            f"{g.memory_used_mib}/{g.memory_total_mib} MiB used (pressure {level})"
         )
     else:
         memory = "memory not readable"
     temp = thermal_state(g.temperature_c)
-    power = f"{_opt(g.power_w, '')}/{_opt(g.power_limit_w, ' W')}"
+    power = f"power {_opt(g.power_w, '')}/{_opt(g.power_limit_w, '')} W"
     events = f"  clocks: {','.join(g.clock_events)}" if set(g.clock_events) - {"idle"} else ""
     return (
-        f"GPU {g.label}  {g.name}  {memory}  "
-        f"{_opt(g.temperature_c, ' C')} ({temp})  {power}  util {_opt(g.utilization_pct, '%')}"
-        f"{events}"
+        f"GPU {g.label}  {g.name}  {memory}  temperature {_opt(g.temperature_c, ' C')} ({temp})"
+        f"  {power}  utilization {_opt(g.utilization_pct, '%')}{events}"
     )
+
+
+PROCESS_HEADER = f"    {'PID':>8}  {'KIND':<8}  {'MEMORY':>11}  PROGRAM (USER)  [OWNER]"
+
+
+def _source(state: ObservedState, observed: str | None) -> str:
+    """Where the state was read: the machine (NVML), a profile, or a snapshot file (and what
+    that snapshot was taken from)."""
+    driver = f", driver {state.driver}" if state.driver else ""
+    if observed is None:
+        return f"source: {state.source}{driver}"
+    taken = f"taken from {state.source}{driver}"
+    if state.observed_at:
+        taken += f", observed {state.observed_at}"
+    return f"source: snapshot {observed} ({taken})"
 
 
 def _uptime(seconds: float) -> str:
@@ -75,14 +90,17 @@ def _instance(i: Instance, now: float) -> str:
     return "    " + "  ".join(parts)
 
 
-def render_status(state: ObservedState) -> list[str]:
-    """The status table, line by line: GPUs with their processes, host, our instances."""
+def render_status(state: ObservedState, observed: str | None = None) -> list[str]:
+    """The status table, line by line: where it was read (`observed`: the snapshot file),
+    GPUs with their processes under a header, host, our instances."""
     now = time.time()
-    lines = [f"source: {state.source}" + (f", driver {state.driver}" if state.driver else "")]
+    lines = [_source(state, observed)]
     if not state.gpus:
         lines.append(state.gpu_note or "no NVIDIA GPU")
     for g in state.gpus:
         lines.append(_gpu_line(g))
+        if g.processes:
+            lines.append(PROCESS_HEADER)
         for p in sorted(g.processes, key=lambda p: -(p.used_mib or 0)):
             who = f"ours: {p.instance}" if p.owner == "ours" else "foreign"
             user = f" ({p.user})" if p.user else ""
@@ -118,7 +136,7 @@ def status(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         out.write(state.to_json() + "\n")
         return 0
-    lines = render_status(state)
+    lines = render_status(state, args.observed)
     if state_dir:
         from reconciler.apply.crashes import CrashBook, looping_lines  # noqa: PLC0415
 

@@ -7,7 +7,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 import os
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +41,9 @@ __all__ = [
 ]
 
 T = TypeVar("T", bound=BaseModel)
+
+#: A profile's size: the YAML reader takes seconds per MiB, and a machine fits in far less.
+MAX_PROFILE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -135,9 +141,25 @@ def check_hardware(desired: DesiredFile, profile: ProfileFile) -> list[ConfigErr
 
 
 def profile_dirs() -> list[Path]:
-    """Where profile names are looked up: $RECONCILER_PROFILES, then the bundled profiles."""
-    dirs = [Path(p) for p in os.environ.get("RECONCILER_PROFILES", "").split(os.pathsep) if p]
+    """Where profile names are looked up: $RECONCILER_PROFILES, then the bundled profiles. A
+    folder named there that does not exist is warned about (once), then left out."""
+    named = [Path(p) for p in os.environ.get("RECONCILER_PROFILES", "").split(os.pathsep) if p]
+    dirs = [d for d in named if d.is_dir()]
+    for missing in sorted(set(named) - set(dirs)):
+        _warn_missing(missing)
     return [*dirs, bundled_profiles()]
+
+
+@functools.cache
+def _warn_missing(folder: Path) -> None:
+    what = "is not a folder" if folder.exists() else "does not exist"
+    logging.getLogger(__name__).warning(
+        "warning: $RECONCILER_PROFILES names %s, which %s; no profile is read from it (set it "
+        "to folders of profile YAML files, separated by %r)",
+        folder,
+        what,
+        os.pathsep,
+    )
 
 
 def bundled_profiles() -> Path:
@@ -149,23 +171,41 @@ def bundled_profiles() -> Path:
 
 
 def profile_names() -> list[str]:
-    names = {p.stem for d in profile_dirs() if d.is_dir() for p in d.glob("*.yaml")}
+    names = {p.stem for d in profile_dirs() for p in d.glob("*.yaml")}
     return sorted(names)
 
 
 def load_profile(name_or_path: str) -> ProfileFile:
     """A profile by path, or by name: from $RECONCILER_PROFILES, then the bundled ones
-    (`profiles/`)."""
+    (`profiles/`). Its problems say they are about a profile and that `reconcile profiles`
+    checks it again."""
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") or os.sep in name_or_path):
         found = [d / f"{name_or_path}.yaml" for d in profile_dirs()]
         existing = [p for p in found if p.is_file()]
         if not existing:
             hint = suggest(name_or_path, profile_names())
-            raise ConfigErrors(
-                [ConfigError(name_or_path, 0, 0, "", f"no such hardware profile{hint}")]
-            )
+            error = ConfigError(name_or_path, 0, 0, "", f"no such hardware profile{hint}")
+            raise ConfigErrors([error], rerun="reconcile profiles", about="hardware profile")
         path = existing[0]
+    try:
+        return _profile_file(path)
+    except ConfigErrors as exc:
+        rerun = f"reconcile profiles {shlex.quote(name_or_path)}"
+        raise ConfigErrors(exc.errors, rerun=rerun, about="hardware profile") from None
+
+
+def _profile_file(path: Path) -> ProfileFile:
+    size = path.stat().st_size if path.is_file() else 0
+    if size > MAX_PROFILE_BYTES:
+        message = (
+            f"is {size} bytes; a profile is at most {MAX_PROFILE_BYTES // 1024} KiB (the bundled "
+            "ones are under 1 KiB); is this the right file?"
+        )
+        raise ConfigErrors([ConfigError(str(path), 0, 0, "", message)])
     source = read_yaml(path, max_values=MAX_DESIRED_VALUES)
     spec = _validate(Profile, source, {"base_dir": path.resolve().parent})
+    problems = [source.error(loc, message) for loc, message in spec.problems()]
+    if problems:
+        raise ConfigErrors(problems)
     return ProfileFile(spec, source, path, name=path.stem)

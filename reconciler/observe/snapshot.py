@@ -9,7 +9,9 @@ never expanded. Problems are raised as `ConfigErrors`, each at its `file:line:co
 from __future__ import annotations
 
 import json
+import math
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +19,19 @@ from pydantic import ValidationError
 
 from reconciler.config.messages import translate
 from reconciler.config.profile import Profile
-from reconciler.config.source import Source
+from reconciler.config.source import Source, format_loc
 from reconciler.config.yamlfile import parse_yaml, read_text
 from reconciler.errors import ConfigError, ConfigErrors
+from reconciler.observe.jsontext import deepest, json_positions, token_place
+from reconciler.observe.sanity import snapshot_problems
 from reconciler.state import GpuProcess, GpuState, HostState, ObservedState
 
 __all__ = ["from_profile", "load_snapshot"]
 
 PROFILE_PID_BASE = 1_000_000  # pids of a profile's baseline programs: beyond any real pid
+MAX_DIGITS = 20  # a snapshot's largest figure (a start time in microseconds) has 16
+MAX_YAML_CHARS = 256 * 1024  # the YAML reader takes seconds per MiB; JSON may have 4 MiB
+MAX_DEPTH = 32  # JSON nesting: a snapshot has 6 levels (instances[].launch.env.KEY)
 
 
 def from_profile(profile: Profile, name: str) -> ObservedState:
@@ -64,24 +71,85 @@ def from_profile(profile: Profile, name: str) -> ObservedState:
 
 
 def load_snapshot(path: str | os.PathLike[str]) -> ObservedState:
-    """An ObservedState saved by `reconcile status --json` (JSON or YAML), errors located."""
+    """An ObservedState saved by `reconcile status --json` (JSON or YAML), errors located;
+    one that no machine can produce is refused (`sanity.snapshot_problems`)."""
     file = os.fspath(path)
-    text = read_text(Path(path), file, "a snapshot file")
-    data = _parse_json(text, file) if text.lstrip().startswith("{") else _parse_yaml(text, file)
+    try:
+        return _load(file)
+    except ConfigErrors as exc:
+        rerun = f"reconcile status --observed {shlex.quote(file)}"
+        raise ConfigErrors(exc.errors, rerun=rerun, about="snapshot") from None
+
+
+def _load(file: str) -> ObservedState:
+    text = read_text(Path(file), file, "a snapshot file")
+    if text.lstrip().startswith("{"):
+        data = _parse_json(text, file)
+        source = None
+    elif len(text) > MAX_YAML_CHARS:
+        message = (
+            f"a snapshot written as YAML is at most {MAX_YAML_CHARS // 1024} KiB (this one has "
+            f"{len(text) // 1024} KiB); write it as JSON, as `reconcile status --json` does"
+        )
+        raise ConfigErrors([ConfigError(file, 0, 0, "", message)])
+    else:
+        source = _parse_yaml(text, file)
+        data = source.data
     if data is None:
         raise ConfigErrors([ConfigError(file, 1, 1, "", "the snapshot is empty")])
     try:
-        return ObservedState.model_validate(data)
+        state = ObservedState.model_validate(data)
     except ValidationError as exc:
-        raise ConfigErrors(translate(exc, _positions(text, file, data), ObservedState)) from None
+        wanted = [tuple(e["loc"]) for e in exc.errors(include_url=False)]
+        where = source or Source(file, data, json_positions(text, wanted))
+        raise ConfigErrors(translate(exc, where, ObservedState)) from None
+    problems = snapshot_problems(state)
+    if problems:
+        where = source or Source(file, data, json_positions(text, [loc for loc, _ in problems]))
+        raise ConfigErrors([where.error(loc, message) for loc, message in problems])
+    return state
+
+
+class _Unreadable(ValueError):
+    """A JSON number or constant that describes no machine; `token` is how it is written."""
+
+    def __init__(self, token: str, message: str) -> None:
+        super().__init__(message)
+        self.token = token
+        self.message = message
+
+
+def _int(token: str) -> int:
+    if len(token.lstrip("-")) > MAX_DIGITS:
+        message = f"a number of {len(token.lstrip('-'))} digits; no value in a snapshot has "
+        raise _Unreadable(token, message + f"more than {MAX_DIGITS}")
+    return int(token)
+
+
+def _float(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):
+        raise _Unreadable(token, f"{token} is too large a number for any value in a snapshot")
+    return value
+
+
+def _constant(token: str) -> float:
+    raise _Unreadable(token, f"{token} is not JSON; write null where a value is unknown")
 
 
 def _parse_json(text: str, file: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
     except json.JSONDecodeError as exc:
         error = ConfigError(file, exc.lineno, exc.colno, "", f"JSON syntax error: {exc.msg}")
-        raise ConfigErrors([error]) from None
+    except _Unreadable as exc:
+        line, col, loc = token_place(text, exc.token)
+        error = ConfigError(file, line, col, format_loc(loc or ()), exc.message)
+    except RecursionError:
+        line, col = deepest(text, MAX_DEPTH)
+        message = f"nested deeper than {MAX_DEPTH} levels; a snapshot has 5"
+        error = ConfigError(file, line, col, "", message)
+    raise ConfigErrors([error])
 
 
 def _literal(text: str) -> str:
@@ -89,16 +157,8 @@ def _literal(text: str) -> str:
     return text.replace("${", "$${")
 
 
-def _parse_yaml(text: str, file: str) -> Any:
+def _parse_yaml(text: str, file: str) -> Source:
     source = parse_yaml(_literal(text), file)
     if source.errors:
         raise ConfigErrors(source.errors)
-    return source.data
-
-
-def _positions(text: str, file: str, data: Any) -> Source:
-    """Where each value is, to locate validation errors (JSON is YAML too)."""
-    try:
-        return parse_yaml(_literal(text), file)
-    except ConfigErrors:  # JSON that YAML does not take: errors are placed at 1:1
-        return Source(file, data)
+    return source

@@ -13,7 +13,7 @@ import psutil
 import pynvml
 import pytest
 
-from reconciler.commands.status import status
+from reconciler.commands.status import PROCESS_HEADER, status
 from reconciler.errors import ConfigErrors
 from reconciler.observe import observe
 from reconciler.observe.journal import JournalEntry
@@ -87,13 +87,16 @@ def test_table(tmp_path: Path) -> None:
     code, printed = run(observed=path)
     lines = printed.splitlines()
     assert code == 0
-    assert lines[0] == "source: nvml, driver 580.159.04"
+    taken = f"source: snapshot {path} (taken from nvml, driver 580.159.04, observed "
+    assert lines[0].startswith(taken)
     assert lines[1] == (
-        "GPU 0  NVIDIA GeForce RTX 4090  [#...................] 1000/24564 MiB (low)  "
-        "45 C (normal)  80/450 W  util 5%  clocks: idle,hw-thermal"
+        "GPU 0  NVIDIA GeForce RTX 4090  memory [#...................] 1000/24564 MiB used "
+        "(pressure low)  temperature 45 C (normal)  power 80/450 W  utilization 5%  "
+        "clocks: idle,hw-thermal"
     )
+    assert lines[2] == "         PID  KIND           MEMORY  PROGRAM (USER)  [OWNER]"
     me = psutil.Process()
-    assert lines[2].split()[1:] == [
+    assert lines[3].split()[1:] == [
         "compute",
         "2048",
         "MiB",
@@ -101,21 +104,37 @@ def test_table(tmp_path: Path) -> None:
         f"({me.username()})",
         "[foreign]",
     ]
-    assert lines[3].split()[1:4] == ["graphics", "?", "MiB"]
-    assert lines[4].startswith("GPU 1  NVIDIA A100-SXM4-80GB  [....")
-    assert lines[5].startswith("GPU 1/mig0  NVIDIA A100-SXM4-80GB MIG 3g.40gb  [##....")
-    assert "5000/40192 MiB (low)" in lines[5]
-    assert lines[6].split()[1:4] == ["compute", "4096", "MiB"]
+    assert lines[4].split()[1:4] == ["graphics", "?", "MiB"]
+    assert lines[5].startswith("GPU 1  NVIDIA A100-SXM4-80GB  memory [....")
+    assert lines[6].startswith("GPU 1/mig0  NVIDIA A100-SXM4-80GB MIG 3g.40gb  memory [##....")
+    assert "5000/40192 MiB used (pressure low)" in lines[6]
+    assert lines[7] == PROCESS_HEADER
+    assert lines[8].split()[1:4] == ["compute", "4096", "MiB"]
     assert (
-        lines[7]
+        lines[9]
         == "GPU 2  NVIDIA GeForce RTX 4090  LOST: the GPU fell off the bus; check `dmesg`, reboot"
     )
-    assert "82 C (throttling)  -/450 W" in lines[8]
-    assert lines[9] == (
+    assert "temperature 82 C (throttling)  power -/450 W" in lines[10]
+    assert lines[11] == (
         "note: GPU 3: power draw not read (no permission; run as a user who may use the GPU)"
     )
-    assert lines[10].startswith("host: ")
-    assert lines[11] == "instances: none started by the reconciler"
+    assert lines[12].startswith("host: ")
+    assert lines[13] == "instances: none started by the reconciler"
+
+
+def test_each_source_says_what_it_read(tmp_path: Path) -> None:
+    assert run(profile="rtx4090")[1].splitlines()[0] == "source: profile:rtx4090"
+    path = tmp_path / "now.json"
+    path.write_text(run(json_out=True, profile="rtx4090")[1])
+    assert run(observed=path)[1].splitlines()[0] == (
+        f"source: snapshot {path} (taken from profile:rtx4090)"
+    )
+    state = busy_machine().model_copy(update={"observed_at": "2026-11-24T11:00:00+00:00"})
+    path.write_text(state.to_json())
+    assert run(observed=path)[1].splitlines()[0] == (
+        f"source: snapshot {path} (taken from nvml, driver 580.159.04, observed "
+        "2026-11-24T11:00:00+00:00)"
+    )
 
 
 def test_table_marks_ours_and_lists_instances(tmp_path: Path) -> None:
@@ -130,8 +149,8 @@ def test_table_marks_ours_and_lists_instances(tmp_path: Path) -> None:
     path = tmp_path / "ours.json"
     path.write_text(state.to_json())
     lines = run(observed=path)[1].splitlines()
-    assert lines[2].split()[1:4] == ["compute", "3000", "MiB"]
-    assert lines[2].endswith("[ours: chat]")
+    assert lines[3].split()[1:4] == ["compute", "3000", "MiB"]
+    assert lines[3].endswith("[ours: chat]")
     assert lines[-3] == "instances:"
     assert lines[-2].startswith(f"    chat  pid {me}  running  up ")
     assert lines[-2].endswith("  GPU 0  3000 MiB  (journal)")
@@ -143,9 +162,10 @@ def test_profile_table() -> None:
     lines = printed.splitlines()
     assert code == 0
     assert lines[0] == "source: profile:rtx3060-12g"
-    assert lines[1].startswith("GPU 0  NVIDIA GeForce RTX 3060  [#")
-    assert "560/12288 MiB (low)" in lines[1]
-    assert lines[2].split() == ["1000000", "graphics", "310", "MiB", "Xorg", "[foreign]"]
+    assert lines[1].startswith("GPU 0  NVIDIA GeForce RTX 3060  memory [#")
+    assert "560/12288 MiB used (pressure low)" in lines[1]
+    assert lines[2] == PROCESS_HEADER
+    assert lines[3].split() == ["1000000", "graphics", "310", "MiB", "Xorg", "[foreign]"]
     assert lines[-1] == "instances: none started by the reconciler"
 
 

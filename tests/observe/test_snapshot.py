@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,4 +139,121 @@ def test_a_broken_snapshot_is_located(tmp_path: Path) -> None:
         load_snapshot(path)
     assert [e.render() for e in info.value.errors] == [
         f'{path}:3:29: host.ram_total_mib: must be an integer, got "lots"'
+    ]
+
+
+IMPOSSIBLE = json.loads((Path(__file__).parent / "impossible_snapshots.json").read_text())
+
+
+def _base() -> dict[str, Any]:
+    """The rtx4090 profile as a snapshot, 10840 MiB in use."""
+    data: dict[str, Any] = json.loads(
+        from_profile(load_profile("rtx4090").spec, "rtx4090").to_json()
+    )
+    data["gpus"][0].update(uuid="GPU-test-0", memory_used_mib=10840, memory_free_mib=13724)
+    return data
+
+
+def _at(data: Any, dotted: str) -> tuple[Any, str | int]:
+    *parents, last = [int(p) if p.isdigit() else p for p in dotted.split(".")]
+    for part in parents:
+        data = data[part]
+    return data, last
+
+
+@pytest.mark.parametrize("case", IMPOSSIBLE, ids=[c["case"] for c in IMPOSSIBLE])
+def test_a_snapshot_no_machine_can_produce_is_refused(tmp_path: Path, case: dict[str, Any]) -> None:
+    data = _base()
+    for key, source in case.get("append", {}).items():
+        parent, last = _at(data, source)
+        data[key].append(copy.deepcopy(parent[last]))
+    for dotted, value in case.get("set", {}).items():
+        parent, last = _at(data, dotted)
+        parent[last] = value
+    path = tmp_path / "now.json"
+    path.write_text(json.dumps(data, indent=2))
+    with pytest.raises(ConfigErrors) as info:
+        load_snapshot(path)
+    assert [e.render().split(": ", 1)[1] for e in info.value.errors] == case["errors"]
+    assert all(e.render().startswith(f"{path}:") for e in info.value.errors)
+    assert (
+        str(info.value)
+        .splitlines()[-1]
+        .endswith(f"in snapshot {path}; fix and run `reconcile status --observed {path}` again.")
+    )
+
+
+def test_the_base_of_the_impossible_cases_is_possible(tmp_path: Path) -> None:
+    path = tmp_path / "now.json"
+    path.write_text(json.dumps(_base()))
+    assert load_snapshot(path).gpus[0].memory_used_mib == 10840
+
+
+def _text_of(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2)
+
+
+@pytest.mark.parametrize(
+    ("edit", "error"),
+    [
+        (lambda t: t.replace('"power_w": null', '"power_w": NaN'),
+         'gpus[0].power_w: NaN is not JSON; write null where a value is unknown'),
+        (lambda t: t.replace('"power_w": null', '"power_w": -Infinity'),
+         'gpus[0].power_w: -Infinity is not JSON; write null where a value is unknown'),
+        (lambda t: t.replace('"power_w": null', '"power_w": 1e999'),
+         "gpus[0].power_w: 1e999 is too large a number for any value in a snapshot"),
+        (lambda t: t.replace("10840", "9" * 5000),
+         "gpus[0].memory_used_mib: a number of 5000 digits; no value in a snapshot has more than "
+         "20"),
+        (lambda t: t.replace('"notes": []', '"notes": ' + "[" * 5000 + "]" * 5000),
+         "nested deeper than 32 levels; a snapshot has 5"),
+    ],
+)  # fmt: skip
+def test_json_no_reader_agrees_on_is_refused(
+    tmp_path: Path, edit: Callable[[str], str], error: str
+) -> None:
+    path = tmp_path / "now.json"
+    path.write_text(edit(_text_of(_base())))
+    with pytest.raises(ConfigErrors) as info:
+        load_snapshot(path)
+    (first,) = info.value.errors
+    assert first.render().split(": ", 1)[1] == error
+    assert first.line > 1
+
+
+def test_at_most_512_gpus_and_mig_slices(tmp_path: Path) -> None:
+    data = _base()
+    gpu = data["gpus"][0]
+    data["gpus"] = [{**gpu, "index": i, "uuid": f"GPU-{i}"} for i in range(3000)]
+    path = tmp_path / "now.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigErrors) as info:
+        load_snapshot(path)
+    assert [e.render() for e in info.value.errors] == [
+        f"{path}:1:126: gpus: at most 512 GPUs and MIG slices (64 GPUs of 7 slices each: no real "
+        "machine has more); this snapshot has 3000"
+    ]
+
+
+def test_at_most_1024_processes_per_gpu(tmp_path: Path) -> None:
+    data = _base()
+    proc = data["gpus"][0]["processes"][0]
+    data["gpus"][0]["processes"] = [{**proc, "pid": 10 + i, "used_mib": 0} for i in range(2000)]
+    path = tmp_path / "now.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigErrors) as info:
+        load_snapshot(path)
+    assert [e.render().split(": ", 1)[1] for e in info.value.errors] == [
+        "gpus[0].processes: at most 1024 processes per GPU; this one lists 2000"
+    ]
+
+
+def test_a_yaml_snapshot_is_at_most_256_kib(tmp_path: Path) -> None:
+    path = tmp_path / "now.yaml"
+    path.write_text("# written by hand\n" + json.dumps(_base(), indent=2) + " " * 300_000)
+    with pytest.raises(ConfigErrors) as info:
+        load_snapshot(path)
+    assert [e.render() for e in info.value.errors] == [
+        f"{path}: a snapshot written as YAML is at most 256 KiB (this one has 294 KiB); write "
+        "it as JSON, as `reconcile status --json` does"
     ]

@@ -1,0 +1,85 @@
+"""The semantic judgement of fuzzed plans: a plan made from an accepted input must make sense.
+
+`SanePlan` is a case's check (`Case.check`) of `plan ... --json`: it names what no plan may
+contain (a GPU planned over its budget, a budget above the card, a GPU listed twice, a
+negative figure anywhere) and counts the plans it judged. `write_desired` puts the README's
+workstation example beside the input with no model required, so that a machine too small for
+a model is a plan (exit 0 or 2), not a required model's error about the desired file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.fuzz.harness import Outcome
+
+__all__ = ["SanePlan", "plan_problems", "write_desired"]
+
+DESIRED = Path(__file__).resolve().parents[2] / "desired" / "workstation.yaml"
+
+
+def write_desired(work: Path) -> str:
+    """The workstation example and its lock file in `work`, no model required; its name."""
+    text = DESIRED.read_text().replace("required: true", "required: false")
+    (work / DESIRED.name).write_text(text)
+    lock = DESIRED.with_suffix(".lock.yaml")
+    (work / lock.name).write_text(lock.read_text())
+    return DESIRED.name
+
+
+def _negatives(node: Any, path: str = "") -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _negatives(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _negatives(value, f"{path}[{i}]")
+    elif isinstance(node, int | float) and not isinstance(node, bool) and node < 0:
+        yield f"{path} = {node}"
+
+
+def plan_problems(plan: dict[str, Any]) -> list[str]:
+    """What makes a plan nonsense: a GPU over its budget or listed twice, a negative figure."""
+    out = [f"negative: {n}" for n in _negatives(plan)]
+    labels = [g["label"] for g in plan["gpus"]]
+    uuids = [g["uuid"] for g in plan["gpus"]]
+    if len(set(labels)) != len(labels) or len(set(uuids)) != len(uuids):
+        out.append(f"a GPU twice: {labels} {uuids}")
+    starts: dict[str, int] = {}
+    for action in plan["actions"]:
+        if action["action"] in ("start", "restart", "move"):
+            for label, mib in (action.get("estimate_mib") or {}).items():
+                starts[label] = starts.get(label, 0) + mib
+    for gpu in plan["gpus"]:
+        if gpu["planned_mib"] > gpu["budget_mib"]:
+            out.append(f"GPU {gpu['label']}: {gpu['planned_mib']} over {gpu['budget_mib']}")
+        if gpu["budget_mib"] > gpu["total_mib"]:
+            out.append(f"GPU {gpu['label']}: budget {gpu['budget_mib']} > {gpu['total_mib']}")
+        if starts.get(gpu["label"], 0) > gpu["budget_mib"]:
+            out.append(f"GPU {gpu['label']}: starts of {starts[gpu['label']]} MiB over budget")
+    return out
+
+
+@dataclass
+class SanePlan:
+    """A case's check of a plan printed with `--json`; counts what it judged."""
+
+    checked: int = 0
+    nonsense: int = 0
+
+    def __call__(self, outcome: Outcome) -> str | None:
+        if outcome.code not in (0, 2):
+            return None
+        self.checked += 1
+        problems = plan_problems(json.loads(outcome.out))
+        if not problems:
+            return None
+        self.nonsense += 1
+        return "a nonsense plan: " + "; ".join(problems[:3])
+
+    def summary(self) -> str:
+        return f"{self.checked} plans checked, {self.nonsense} nonsense"
