@@ -43,13 +43,18 @@ def test_text_plan_of_the_example(capsys: pytest.CaptureFixture[str]) -> None:
     ids=["workstation-4090", "workstation-3060", "mixed-3060", "mixed-2x3090", "dual-4090"],
 )
 def test_the_text_plan_reads_as_a_person_needs_it(
-    desired: str, profile: str, capsys: pytest.CaptureFixture[str], snapshot: SnapshotAssertion
+    desired: str,
+    profile: str,
+    capsys: pytest.CaptureFixture[str],
+    snapshot: SnapshotAssertion,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every line of the human plan, pinned: each start with its own estimate and what is left
     where it goes, each blocked model with the room left now and its holders (the README's
     plan section quotes workstation-3060 and mixed-3060); a blocked `required` model is also
     an error line on stderr, and exit 1."""
-    code = main(["plan", desired, "--profile", profile])
+    monkeypatch.chdir(ROOT)  # the file named as a user names it: errors carry that name
+    code = main(["plan", os.path.relpath(desired, ROOT), "--profile", profile])
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert lines[0].startswith(f"Planned against profile:{profile} (observed ")
