@@ -99,7 +99,7 @@ def plan_command(args: argparse.Namespace, out: TextIO) -> int:
         out.write(plan_json(plan) + "\n")
     else:
         colour = out.isatty() and "NO_COLOR" not in os.environ
-        for line in plan_text(plan, colour=colour):
+        for line in plan_text(plan, colour=colour, snapshot=args.observed):
             out.write(line + "\n")
         if args.out:
             out.write(

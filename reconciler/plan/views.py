@@ -23,12 +23,20 @@ def plan_json(plan: Plan) -> str:
     return plan.to_json()
 
 
-def plan_text(plan: Plan, *, colour: bool = False) -> list[str]:
+def plan_text(plan: Plan, *, colour: bool = False, snapshot: str | None = None) -> list[str]:
+    """The plan for a person; `snapshot`: the file it was planned against (the plan's own
+    `source` is then what that snapshot was taken from)."""
+
     def paint(kind: str, text: str) -> str:
         code = COLOURS.get(kind)
         return f"\x1b[{code}m{text}\x1b[0m" if colour and code else text
 
     lines = [f"Planned against {plan.source} (observed {plan.observed})."]
+    if snapshot is not None:
+        lines = [
+            f"Planned against snapshot {snapshot} (observed {plan.observed}; taken from "
+            f"{plan.source})."
+        ]
     for g in plan.gpus:
         note = f"  [{g.note}]" if g.note else ""
         lines.append(

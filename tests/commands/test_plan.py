@@ -113,7 +113,11 @@ def test_no_changes_against_a_machine_already_there(
     observed = tmp_path / "now.json"
     observed.write_text(json.dumps(state))
     assert main(["plan", str(desired), "--observed", str(observed), "--detailed-exitcode"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "No changes. 1 to keep."
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "No changes. 1 to keep."
+    # the file it read, then what that file says it was taken from: never "nvml" for a file
+    assert lines[0].startswith(f"Planned against snapshot {observed} (observed ")
+    assert lines[0].endswith("; taken from profile:rtx4090).")
 
 
 REQUIRED = """version: 1
