@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeAlias
 from pydantic import BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
+from reconciler.config.limits import MAX_GPUS
 from reconciler.config.source import Loc
 from reconciler.config.types import NonEmptyStr, format_version, one_of, show
 from reconciler.frozen import Frozen
@@ -38,8 +39,6 @@ __all__ = [
     "number",
 ]
 
-#: GPUs of one machine (as for the desired file's `gpus`; servers have 8 or 16).
-MAX_GPUS = 64
 #: Memory of one GPU: 1 TiB (the largest cards have 192 GB).
 MAX_GPU_MIB = 1 << 20
 #: RAM of one host: 64 TiB.
