@@ -1,5 +1,6 @@
 """The semantic judgement of fuzzed plans: a plan made from an accepted input must make sense.
 
+`mutate` applies weighted mutations to a JSON document (snapshots, profiles).
 `SanePlan` is a case's check (`Case.check`) of `plan ... --json`: it names what no plan may
 contain (a GPU planned over its budget, a budget above the card, a GPU listed twice, a
 negative figure anywhere) and counts the plans it judged. `write_desired` puts the README's
@@ -9,15 +10,45 @@ a model is a plan (exit 0 or 2), not a required model's error about the desired 
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Iterator
+import random
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.fuzz.harness import Outcome
 
-__all__ = ["SanePlan", "plan_problems", "write_desired"]
+__all__ = ["Mutation", "SanePlan", "mutate", "plan_problems", "write_desired"]
+
+#: A mutation of a JSON document: its name, what it does (in place, or returning the text it
+#: makes instead), and its weight among the others.
+Mutation = tuple[str, Callable[[random.Random, Any], str | None], int]
+
+
+def _apply(fn: Callable[[random.Random, Any], str | None], r: random.Random, data: Any) -> Any:
+    """One mutation; one that finds the data already too broken for it changes nothing."""
+    try:
+        return fn(r, data)
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError):
+        return None
+
+
+def mutate(r: random.Random, base: Any, mutations: Sequence[Mutation]) -> tuple[str, str]:
+    """A copy of `base` after one to three of `mutations` (chosen by weight), as JSON text
+    (or the text a mutation made), and the names of the mutations."""
+    data = copy.deepcopy(base)
+    names = []
+    text: str | None = None
+    for _ in range(r.choice([1, 1, 2, 3])):
+        name, fn, _weight = r.choices(mutations, weights=[m[2] for m in mutations])[0]
+        names.append(name)
+        text = _apply(fn, r, data)
+        if text is not None:
+            break
+    return (text if text is not None else json.dumps(data, indent=2)), "+".join(names)
+
 
 DESIRED = Path(__file__).resolve().parents[2] / "desired" / "workstation.yaml"
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from ruamel.yaml import YAML
 
 from reconciler.config.loader import bundled_profiles
 from tests.fuzz.harness import Case, run_campaign, scaled
-from tests.fuzz.plans import SanePlan, write_desired
+from tests.fuzz.plans import Mutation, SanePlan, mutate, write_desired
 
 PROFILE = "profile.yaml"
 Data = dict[str, Any]
@@ -131,7 +131,7 @@ def yaml_only(r: random.Random, data: Data) -> str | None:
     return json.dumps(data, indent=2).replace(str(marker), odd)
 
 
-MUTATIONS: list[tuple[str, Callable[[random.Random, Data], str | None], int]] = [
+MUTATIONS: list[Mutation] = [
     ("number", number, 6),
     ("type", type_change, 3),
     ("deletion", deletion, 3),
@@ -143,31 +143,10 @@ MUTATIONS: list[tuple[str, Callable[[random.Random, Data], str | None], int]] = 
 ]
 
 
-def _apply(fn: Callable[[random.Random, Data], str | None], r: random.Random, data: Data) -> Any:
-    """One mutation; one that finds the data already too broken for it changes nothing."""
-    try:
-        return fn(r, data)
-    except (KeyError, TypeError, IndexError, AttributeError, ValueError):
-        return None
-
-
-def mutate(r: random.Random, base: Data) -> tuple[str, str]:
-    data = copy.deepcopy(base)
-    names = []
-    text: str | None = None
-    for _ in range(r.choice([1, 1, 2, 3])):
-        name, fn, _weight = r.choices(MUTATIONS, weights=[m[2] for m in MUTATIONS])[0]
-        names.append(name)
-        text = _apply(fn, r, data)
-        if text is not None:
-            break
-    return (text if text is not None else json.dumps(data, indent=2)), "+".join(names)
-
-
 def profile_cases(profiles: list[Data], count: int, seed: int, sane: SanePlan) -> Iterator[Case]:
     r = random.Random(seed)
     for index in range(count):
-        text, names = mutate(r, r.choice(profiles))
+        text, names = mutate(r, r.choice(profiles), MUTATIONS)
 
         def write(work: Path, text: str = text, index: int = index) -> list[str]:
             (work / PROFILE).write_text("# a fuzzed profile\n" + text)

@@ -30,7 +30,7 @@ from typing import Any
 from reconciler.observe.journal import JournalEntry
 from reconciler.observe.observer import Observer
 from tests.fuzz.harness import Case, run_campaign, run_cli, scaled
-from tests.fuzz.plans import SanePlan, write_desired
+from tests.fuzz.plans import Mutation, SanePlan, mutate, write_desired
 from tests.observe.fake_nvml import MIB, FakeGpu, FakeNvml
 
 PROFILES = ["rtx4090", "2x3090", "4090+3060", "a100-80g", "rtx3060-12g", "cpu-only"]
@@ -214,7 +214,7 @@ def truncation(r: random.Random, data: Data) -> str | None:
     return text[: r.randrange(len(text))]
 
 
-MUTATIONS: list[tuple[str, Callable[[random.Random, Data], str | None], int]] = [
+MUTATIONS: list[Mutation] = [
     ("number", number_mutation, 8),
     ("type", type_mutation, 4),
     ("deletion", deletion, 3),
@@ -227,33 +227,11 @@ MUTATIONS: list[tuple[str, Callable[[random.Random, Data], str | None], int]] = 
 ]
 
 
-def _apply(fn: Callable[[random.Random, Data], str | None], r: random.Random, data: Data) -> Any:
-    """One mutation; one that finds the data already too broken for it changes nothing."""
-    try:
-        return fn(r, data)
-    except (KeyError, TypeError, IndexError, AttributeError, ValueError):
-        return None
-
-
-def mutate(r: random.Random, base: Data) -> tuple[str, str]:
-    """A mutated snapshot's text, and the names of the mutations."""
-    data = copy.deepcopy(base)
-    names = []
-    text: str | None = None
-    for _ in range(r.choice([1, 1, 2, 3])):
-        name, fn, _weight = r.choices(MUTATIONS, weights=[m[2] for m in MUTATIONS])[0]
-        names.append(name)
-        text = _apply(fn, r, data)
-        if text is not None:
-            break
-    return (text if text is not None else json.dumps(data, indent=2)), "+".join(names)
-
-
 def snapshot_cases(bases: list[Data], count: int, seed: int, sane: SanePlan) -> Iterator[Case]:
     r = random.Random(seed)
     for index in range(count):
         base = r.choice(bases)
-        text, names = mutate(r, base)
+        text, names = mutate(r, base, MUTATIONS)
 
         def write(work: Path, text: str = text, index: int = index) -> list[str]:
             (work / SNAPSHOT).write_text(text)
