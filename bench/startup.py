@@ -191,7 +191,7 @@ def report(results: dict[str, tuple[float, float, int]], runs: int) -> list[str]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=15, help="runs of each command (default 15)")
+    parser.add_argument("--runs", type=int, default=21, help="runs of each command (default 21)")
     args = parser.parse_args()
     compileall.compile_dir(ROOT / "reconciler", quiet=1)
     lines = report(measure(args.runs), args.runs)
