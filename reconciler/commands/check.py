@@ -210,8 +210,8 @@ def check(args: argparse.Namespace, out: TextIO) -> int:
     elif misfits:
         noun = "model does" if len(misfits) == 1 else "models do"
         lines.append(
-            f"{len(misfits)} required {noun} not fit; change the desired file (fallbacks, ctx, "
-            "cache_type, gpu_layers: auto) or the profiles, and run `reconcile check` again."
+            f"{len(misfits)} required {noun} not fit; each line above says why and what would "
+            "make it fit; change the file and run `reconcile check` again."
         )
     if lines:
         raise DoesNotFit("\n".join(lines))

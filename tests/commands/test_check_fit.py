@@ -61,8 +61,8 @@ def test_text_format_lists_errors_and_exits_1(
         f"error: {too_big}:16:5: models[0]: required model chat does not fit"
     )
     assert lines[-1] == (
-        "1 required model does not fit; change the desired file (fallbacks, ctx, cache_type, "
-        "gpu_layers: auto) or the profiles, and run `reconcile check` again."
+        "1 required model does not fit; each line above says why and what would make it fit; "
+        "change the file and run `reconcile check` again."
     )
 
 
