@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import TextIO
 
 from reconciler.config.desired import ModelSpec
+from reconciler.config.limits import MAX_DESIRED_VALUES
 from reconciler.config.loader import DesiredFile, ProfileFile, check_hardware, load_profile
 from reconciler.config.profile import Profile
 from reconciler.config.rules import hardware_problems
-from reconciler.config.yamlfile import read_yaml
+from reconciler.config.yamlfile import decode_text, parse_yaml, read_bytes
 from reconciler.errors import ConfigError, ConfigErrors, ReconcileError
 from reconciler.gguf.regular import present
 from reconciler.lockfile import lock_path, read_lock
@@ -105,14 +106,18 @@ def fit_findings(
     return findings, summary
 
 
-def _hardware_of_invalid(file: str, profiles: list[ProfileFile]) -> list[ConfigError]:
+def _hardware_of_invalid(file: str, raw: bytes, profiles: list[ProfileFile]) -> list[ConfigError]:
     """The GPUs a file that does not validate names (in `gpus`, `pin`) that a profile lacks,
-    so that they come in the same pass as its other problems, not after those are fixed."""
+    so that they come in the same pass as its other problems, not after those are fixed.
+    Read from the same bytes, within the same limits; a file the YAML reader itself refused
+    (its problems are the ones that matter) gets none."""
     if not profiles:
         return []
     try:
-        source = read_yaml(file)
-    except ConfigErrors:  # not even YAML: its errors are the ones already reported
+        source = parse_yaml(decode_text(raw, file), file, max_values=MAX_DESIRED_VALUES)
+    except ConfigErrors:
+        return []
+    if source.errors:
         return []
     context = {"base_dir": Path(os.path.abspath(file)).parent}
     errors = []
@@ -189,25 +194,29 @@ class DoesNotFit(ReconcileError):
 
 def check(args: argparse.Namespace, out: TextIO) -> int:
     """Every file in turn (pre-commit passes several); a file's config errors do not stop the
-    others, and are reported together at the end. In text, the report goes to `out` and every
-    error (a required model that does not fit, a config error) to stderr, after it; with
-    `--format github` everything is an annotation on `out`."""
+    others, and are reported together at the end, each file's with the command that checks it
+    again. In text, the report goes to `out` and every error (a required model that does not
+    fit, a config error) to stderr, after it; with `--format github` everything is an
+    annotation on `out`."""
     profiles = [load_profile(p) for p in args.profile or []]
     pipeline = Pipeline()  # the profiles are the machines: it never observes this one
-    broken: list[ConfigError] = []
+    broken: list[ConfigErrors] = []
     misfits: list[ConfigError] = []
     for file in dict.fromkeys(args.files):  # each once, in order
         found, errors = _check_file(pipeline, file, profiles, args.format, out)
         misfits += found
         broken += errors
     if args.format == "github":
-        for error in broken:
+        for error in (e for group in broken for e in group.errors):
             out.write(github(error, "error") + "\n")
         return 1 if misfits or broken else 0
     lines = [f"error: {e.render()}" for e in misfits]
-    if broken:
-        lines.append(ConfigErrors(broken).render())
-    elif misfits:
+    # One footer per command to run again: the desired files' together, a lock file's its own.
+    footers: dict[tuple[str, str], list[ConfigError]] = {}
+    for group in broken:
+        footers.setdefault((group.rerun, group.about), []).extend(group.errors)
+    lines += [ConfigErrors(e, rerun, about).render() for (rerun, about), e in footers.items()]
+    if misfits and not broken:
         noun = "model does" if len(misfits) == 1 else "models do"
         lines.append(
             f"{len(misfits)} required {noun} not fit; each line above says why and what would "
@@ -220,23 +229,30 @@ def check(args: argparse.Namespace, out: TextIO) -> int:
 
 def _check_file(
     pipeline: Pipeline, file: str, profiles: list[ProfileFile], fmt: str, out: TextIO
-) -> tuple[list[ConfigError], list[ConfigError]]:
+) -> tuple[list[ConfigError], list[ConfigErrors]]:
     """The required models that do not fit a profile (in text; annotated on `out` in github
-    format), and the file's config errors."""
+    format), and the problems of the file and of the files beside it (its lock)."""
     try:
-        loaded = pipeline.load(file)
+        raw = read_bytes(file, file)  # once: a desired file may be a pipe
     except ConfigErrors as exc:
-        return [], [*exc.errors, *_hardware_of_invalid(file, profiles)]
+        return [], [exc]
+    try:
+        loaded = pipeline.load(file, raw=raw)
+    except ConfigErrors as exc:
+        hardware = _hardware_of_invalid(file, raw, profiles)
+        if hardware:
+            return [], [ConfigErrors([*exc.errors, *hardware], exc.rerun, exc.about)]
+        return [], [exc]
     desired = loaded.file
     errors = [e for p in profiles for e in check_hardware(desired, p)]
     if errors:
-        return [], errors
+        return [], [ConfigErrors(errors)]
     try:
         errors = model_file_errors(pipeline, loaded)
     except ConfigErrors as exc:  # the lock file beside it
-        return [], list(exc.errors)
+        return [], [exc]
     if errors:
-        return [], errors
+        return [], [ConfigErrors(errors)]
     spec = desired.spec
     count = len(spec.models)
     text = fmt != "github"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -146,4 +147,30 @@ def test_missing_gpus_come_in_the_same_pass_as_the_files_other_problems(
         "one of those",
         f"{path}:8:11: models[0].pin[0]: no GPU 2 on profile rtx4090, which has GPU 0",
         f"4 problems in {path}; fix and run `reconcile check` again.",
+    ]
+
+
+def test_a_piped_file_gets_its_missing_gpus_in_the_same_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`reconcile check <(generate)`: the file is read once, so the second look at it (for
+    the GPUs a profile lacks) sees the same bytes."""
+    path = tmp_path / "d.yaml"
+    path.write_text(
+        "version: 1\nmodels:\n  - name: chat\n    backend: command\n    argv: [/bin/x]\n"
+        "    vram_mib: -5\n    pin: [5]\n"
+    )
+    read, write = os.pipe()
+    with os.fdopen(write, "wb") as pipe:
+        pipe.write(path.read_bytes())
+    fd = f"/dev/fd/{read}"
+    try:
+        code, _out, err = run(["check", fd, "--profile", "rtx3090"], capsys)
+    finally:
+        os.close(read)
+    assert code == 1
+    assert err.splitlines() == [
+        f"{fd}:6:15: models[0].vram_mib: must be a positive integer, got -5",
+        f"{fd}:7:11: models[0].pin[0]: no GPU 5 on profile rtx3090, which has GPU 0",
+        f"2 problems in {fd}; fix and run `reconcile check` again.",
     ]

@@ -136,9 +136,10 @@ def test_absent_ggufs_are_sized_from_the_lock(
 def test_a_broken_lock_fails_check_without_a_profile(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The lock's own footer is kept: it is fixed by `reconcile lock`, not by editing."""
     (project / "desired.lock.yaml").write_text("version: 1\nmodels: {chat: 3}\n")
     assert main(["check", "desired.yaml"]) == 1
     assert capsys.readouterr().err.splitlines() == [
         "desired.lock.yaml:2:16: models.chat: must be a mapping of keys, got 3",
-        "1 problem in desired.lock.yaml; fix and run `reconcile check` again.",
+        "1 problem in desired.lock.yaml; fix and run `reconcile lock` again.",
     ]
