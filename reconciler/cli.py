@@ -1,6 +1,7 @@
 """The command line: the only module that prints to the terminal or decides the exit code.
 
-Exit codes: 0 success (no changes), 1 error, 2 changes pending (plan --detailed-exitcode).
+Exit codes: 0 success (no changes), 1 error, 2 changes pending (plan --detailed-exitcode),
+3 the model does not fit anywhere (fit).
 Any error a user can cause is printed as one or more plain lines; `--debug` (before or after
 the command) adds a traceback.
 
