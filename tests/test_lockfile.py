@@ -66,6 +66,27 @@ def test_lock_round_trip_and_use_without_the_weights(
     assert "chat: kept (file absent here:" in capsys.readouterr().out
 
 
+def test_a_dangling_link_uses_the_lock_entry_and_a_loop_is_an_error(project: Path) -> None:
+    """CI checkouts commit links into /srv/models where the weights are absent."""
+    assert main(["lock", str(project)]) == 0
+    lock = read_lock(lock_path(project))
+    chat = load_desired(project).spec.model_named("chat")
+    assert chat is not None
+    assert chat.gguf is not None
+    gguf = Path(chat.gguf)
+    gguf.unlink()
+    gguf.symlink_to(project.parent / "srv" / "chat.gguf")
+    resolved = resolve_facts(chat, lock, lock_path(project))
+    assert (resolved.origin, resolved.warning) == ("lock", None)
+    gguf.unlink()
+    gguf.symlink_to(gguf)
+    with pytest.raises(ModelFileError) as info:
+        resolve_facts(chat, lock, lock_path(project))
+    assert str(info.value) == (
+        f"{gguf}: is a symbolic link loop (or a chain of too many links); fix the link"
+    )
+
+
 def test_a_changed_gguf_is_reported(project: Path) -> None:
     assert main(["lock", str(project)]) == 0
     write_gguf(project.parent / "models" / "chat.gguf", dataclasses.replace(SMALL, n_ff=512))
