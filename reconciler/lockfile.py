@@ -43,6 +43,7 @@ __all__ = [
     "LockEntry",
     "LockFile",
     "LockWriteError",
+    "MissingLockEntry",
     "Resolved",
     "dump_lock",
     "facts_from_file",
@@ -242,6 +243,10 @@ def resolve_facts(
     return Resolved(entry.facts, "lock")
 
 
+class MissingLockEntry(ModelFileError):
+    """A model whose GGUF is absent here and that has no entry in the old lock to keep."""
+
+
 def make_lock(desired: Desired, old: LockFile | None) -> tuple[LockFile, list[str]]:
     """A new lock from the GGUF files present; entries of absent files are kept from `old`."""
     models: dict[str, LockEntry] = {}
@@ -260,7 +265,7 @@ def make_lock(desired: Desired, old: LockFile | None) -> tuple[LockFile, list[st
             models[model.name] = previous
             notes.append(f"{model.name}: kept (file absent here: {model.gguf})")
         else:
-            raise ModelFileError(
+            raise MissingLockEntry(
                 f"{model.gguf}: no such file, and no earlier lock entry for model {model.name}; "
                 "run `reconcile lock` where the model files are"
             )

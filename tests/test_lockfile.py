@@ -236,3 +236,16 @@ def test_a_broken_lock_is_replaced_where_every_gguf_is_present(
     (project.parent / "models" / "chat.gguf").unlink()  # its entry is needed now
     assert main(["lock", str(project)]) == 1
     assert f"{path}:1:10: version" in capsys.readouterr().err
+
+
+def test_a_corrupt_gguf_is_not_hidden_behind_a_broken_lock(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only an absent file needs the old lock's entry; a present one that cannot be read is the
+    problem to report."""
+    lock_path(project).write_text("version: 7\n")
+    chat = project.parent / "models" / "chat.gguf"
+    chat.write_bytes(b"not a gguf at all")
+    assert main(["lock", str(project)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"{chat}: not a GGUF file (no GGUF magic at the start)"
