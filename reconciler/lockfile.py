@@ -17,6 +17,7 @@ negative sizes). A lock file must be a regular file of at most 4 MiB.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -305,8 +306,20 @@ def write_lock(lock: LockFile, path: Path, header: str = HEADER) -> None:
     except OSError as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        folder = path.parent if str(path.parent) else Path(".")
-        raise LockWriteError(
-            f"{path}: cannot write the lock file: {exc.strerror or exc}; run `reconcile lock` "
-            f"where you may write to {folder}, or fix that folder's permissions"
-        ) from None
+        raise LockWriteError(f"{path}: cannot write the lock file: {_why(exc, path)}") from None
+
+
+def _why(exc: OSError, path: Path) -> str:
+    """What went wrong writing the lock, and what to try: permissions only where they are the
+    cause."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if exc.errno == errno.EISDIR:
+        return "it is a directory; remove or rename that directory"
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on the device holding {folder}; free some space"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (
+            f"{exc.strerror or exc}; run `reconcile lock` where you may write to {folder}, "
+            "or fix that folder's permissions"
+        )
+    return f"{exc.strerror or exc}"
