@@ -354,7 +354,16 @@ class _Walker:
                     "export it or write the value here",
                 )
                 return match.group(0)
-            return str(self.environ[name])
+            value = str(self.environ[name])
+            if lone_surrogate(value) is not None:  # bytes that are not UTF-8, escaped by Python
+                self.problem(
+                    node,
+                    loc,
+                    f"environment variable {name} is not UTF-8 text (used as "
+                    f"{escaped(match.group(0))}); set it to UTF-8 text or write the value here",
+                )
+                return match.group(0)
+            return value
 
         return _ENV.sub(replace, text)
 
