@@ -17,6 +17,7 @@ negative sizes). A lock file must be a regular file of at most 4 MiB.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -43,6 +44,7 @@ __all__ = [
     "LockEntry",
     "LockFile",
     "LockWriteError",
+    "MissingLockEntry",
     "Resolved",
     "dump_lock",
     "facts_from_file",
@@ -242,6 +244,10 @@ def resolve_facts(
     return Resolved(entry.facts, "lock")
 
 
+class MissingLockEntry(ModelFileError):
+    """A model whose GGUF is absent here and that has no entry in the old lock to keep."""
+
+
 def make_lock(desired: Desired, old: LockFile | None) -> tuple[LockFile, list[str]]:
     """A new lock from the GGUF files present; entries of absent files are kept from `old`."""
     models: dict[str, LockEntry] = {}
@@ -260,7 +266,7 @@ def make_lock(desired: Desired, old: LockFile | None) -> tuple[LockFile, list[st
             models[model.name] = previous
             notes.append(f"{model.name}: kept (file absent here: {model.gguf})")
         else:
-            raise ModelFileError(
+            raise MissingLockEntry(
                 f"{model.gguf}: no such file, and no earlier lock entry for model {model.name}; "
                 "run `reconcile lock` where the model files are"
             )
@@ -300,8 +306,20 @@ def write_lock(lock: LockFile, path: Path, header: str = HEADER) -> None:
     except OSError as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        folder = path.parent if str(path.parent) else Path(".")
-        raise LockWriteError(
-            f"{path}: cannot write the lock file: {exc.strerror or exc}; run `reconcile lock` "
-            f"where you may write to {folder}, or fix that folder's permissions"
-        ) from None
+        raise LockWriteError(f"{path}: cannot write the lock file: {_why(exc, path)}") from None
+
+
+def _why(exc: OSError, path: Path) -> str:
+    """What went wrong writing the lock, and what to try: permissions only where they are the
+    cause."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if exc.errno == errno.EISDIR:
+        return "it is a directory; remove or rename that directory"
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on the device holding {folder}; free some space"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (
+            f"{exc.strerror or exc}; run `reconcile lock` where you may write to {folder}, "
+            "or fix that folder's permissions"
+        )
+    return f"{exc.strerror or exc}"

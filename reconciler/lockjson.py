@@ -23,6 +23,7 @@ __all__ = ["LockJson", "NotJson", "json_body", "locate", "parse_json"]
 MAX_DIGITS = 40  # a lock's largest number (a file size) has 16
 _SPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:]')
 
 
 class NotJson(Exception):
@@ -103,7 +104,7 @@ def parse_json(text: str, file: str) -> Any:
         message = f"a number of {len(exc.digits.lstrip('-'))} digits{again}"
         raise _at(file, text, max(where, start), message) from None
     except _Duplicate as exc:
-        where = text.find(json.dumps(exc.key), start)
+        where = _duplicate_at(text, start, exc.key)
         raise _at(
             file, text, max(where, start), f"duplicate key {json.dumps(exc.key)}{again}"
         ) from None
@@ -111,6 +112,26 @@ def parse_json(text: str, file: str) -> Any:
         message = f"nested more deeply than a lock file ever is{again}"
         raise _at(file, text, start, message) from None
     return data
+
+
+def _duplicate_at(text: str, start: int, key: str) -> int:
+    """Offset of the second `key` within one object (the duplicate the decoder met), found by
+    a scan of strings and brackets that keeps the keys of each open object; `start` if none."""
+    keys: list[set[str] | None] = []  # one entry per open bracket; None for a list
+    string: tuple[int, str] | None = None  # the last string, until a ':' makes it a key
+    for match in _TOKEN.finditer(text, start):
+        token = match.group()
+        if token == ":" and string is not None and keys and keys[-1] is not None:
+            name = json.loads(string[1])
+            if name == key and name in keys[-1]:
+                return string[0]
+            keys[-1].add(name)
+        elif token in "{[":
+            keys.append(set() if token == "{" else None)
+        elif token in "}]" and keys:
+            keys.pop()
+        string = (match.start(), token) if token.startswith('"') else None
+    return start
 
 
 def _only_comments(text: str, at: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,15 @@ from reconciler.config.loader import load_desired
 from reconciler.config.yamlfile import dump_yaml, parse_yaml
 from reconciler.errors import ConfigErrors
 from reconciler.gguf.reader import ModelFileError
-from reconciler.lockfile import LockFile, lock_path, parse_lock, read_lock, resolve_facts
+from reconciler.lockfile import (
+    LockFile,
+    LockWriteError,
+    lock_path,
+    parse_lock,
+    read_lock,
+    resolve_facts,
+    write_lock,
+)
 from tests.ggufs import Shape, write_gguf
 
 SMALL = Shape("small", n_layer=2, n_embd=128, n_head=4, n_head_kv=2, n_ff=256, n_vocab=500)
@@ -64,6 +73,27 @@ def test_lock_round_trip_and_use_without_the_weights(
     # Locking again where the file is absent keeps its entry.
     assert main(["lock", str(project)]) == 0
     assert "chat: kept (file absent here:" in capsys.readouterr().out
+
+
+def test_a_dangling_link_uses_the_lock_entry_and_a_loop_is_an_error(project: Path) -> None:
+    """CI checkouts commit links into /srv/models where the weights are absent."""
+    assert main(["lock", str(project)]) == 0
+    lock = read_lock(lock_path(project))
+    chat = load_desired(project).spec.model_named("chat")
+    assert chat is not None
+    assert chat.gguf is not None
+    gguf = Path(chat.gguf)
+    gguf.unlink()
+    gguf.symlink_to(project.parent / "srv" / "chat.gguf")
+    resolved = resolve_facts(chat, lock, lock_path(project))
+    assert (resolved.origin, resolved.warning) == ("lock", None)
+    gguf.unlink()
+    gguf.symlink_to(gguf)
+    with pytest.raises(ModelFileError) as info:
+        resolve_facts(chat, lock, lock_path(project))
+    assert str(info.value) == (
+        f"{gguf}: is a symbolic link loop (or a chain of too many links); fix the link"
+    )
 
 
 def test_a_changed_gguf_is_reported(project: Path) -> None:
@@ -184,8 +214,7 @@ def test_lock_where_it_cannot_write_says_so(
     assert main(["lock", str(project)]) == 1
     err = capsys.readouterr().err
     assert err.strip() == (
-        f"{path}: cannot write the lock file: Is a directory; run `reconcile lock` where you "
-        f"may write to {project.parent}, or fix that folder's permissions"
+        f"{path}: cannot write the lock file: it is a directory; remove or rename that directory"
     )
     assert [p.name for p in project.parent.iterdir() if p.name.startswith(".")] == []
 
@@ -199,7 +228,10 @@ def test_lock_in_a_read_only_folder_says_so(
         assert main(["lock", str(project)]) == 1
     finally:
         project.parent.chmod(0o755)
-    assert "cannot write the lock file: Permission denied" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == (
+        f"{lock_path(project)}: cannot write the lock file: Permission denied; run `reconcile "
+        f"lock` where you may write to {project.parent}, or fix that folder's permissions"
+    )
 
 
 def test_a_broken_lock_is_replaced_where_every_gguf_is_present(
@@ -215,3 +247,38 @@ def test_a_broken_lock_is_replaced_where_every_gguf_is_present(
     (project.parent / "models" / "chat.gguf").unlink()  # its entry is needed now
     assert main(["lock", str(project)]) == 1
     assert f"{path}:1:10: version" in capsys.readouterr().err
+
+
+def test_a_corrupt_gguf_is_not_hidden_behind_a_broken_lock(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only an absent file needs the old lock's entry; a present one that cannot be read is the
+    problem to report."""
+    lock_path(project).write_text("version: 7\n")
+    chat = project.parent / "models" / "chat.gguf"
+    chat.write_bytes(b"not a gguf at all")
+    assert main(["lock", str(project)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"{chat}: not a GGUF file (no GGUF magic at the start)"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_lock_on_a_full_disk_says_no_space(project: Path, tmp_path: Path) -> None:
+    """/dev/full fails every write with ENOSPC: the message says so, not permissions."""
+    lock = LockFile(models={})
+    target = tmp_path / "full.lock.yaml"
+    real_mkstemp = tempfile.mkstemp
+
+    def full(*_args: Any, **_kwargs: Any) -> tuple[int, str]:
+        fd, name = real_mkstemp(dir=tmp_path)
+        os.close(fd)
+        return os.open("/dev/full", os.O_WRONLY), name
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tempfile, "mkstemp", full)
+        with pytest.raises(LockWriteError) as info:
+            write_lock(lock, target)
+    assert str(info.value) == (
+        f"{target}: cannot write the lock file: no space left on the device holding "
+        f"{tmp_path}; free some space"
+    )

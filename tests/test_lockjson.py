@@ -83,7 +83,11 @@ def test_a_value_that_does_not_validate_is_located_in_the_json() -> None:
         ),
         (
             '{"version": 1, "version": 1, "models": {}}',
-            f'x.lock.yaml:1:2: duplicate key "version"; {AGAIN}',
+            f'x.lock.yaml:1:16: duplicate key "version"; {AGAIN}',
+        ),
+        (
+            '{"models": {"a": {"gguf": "x"}, "b": {"gguf": "y", "facts": {}, "gguf": "z"}}}',
+            f'x.lock.yaml:1:65: duplicate key "gguf"; {AGAIN}',
         ),
         (
             '{"version": ' + "9" * 5000 + ', "models": {}}',
@@ -94,7 +98,14 @@ def test_a_value_that_does_not_validate_is_located_in_the_json() -> None:
             f"x.lock.yaml:1:1: nested more deeply than a lock file ever is; {AGAIN}",
         ),
     ],
-    ids=["cut short", "YAML after it", "duplicate key", "5000 digits", "deep nesting"],
+    ids=[
+        "cut short",
+        "YAML after it",
+        "duplicate key",
+        "duplicate key in a later object",
+        "5000 digits",
+        "deep nesting",
+    ],
 )
 def test_broken_json_is_one_located_problem(text: str, message: str) -> None:
     assert problems(text) == [message]

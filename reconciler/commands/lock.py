@@ -7,15 +7,22 @@ from typing import TextIO
 
 from reconciler.config.loader import load_desired
 from reconciler.errors import ConfigErrors
-from reconciler.gguf.reader import ModelFileError
-from reconciler.lockfile import LockFile, lock_path, make_lock, read_lock, write_lock
+from reconciler.lockfile import (
+    LockFile,
+    MissingLockEntry,
+    lock_path,
+    make_lock,
+    read_lock,
+    write_lock,
+)
 
 __all__ = ["lock"]
 
 
 def lock(args: argparse.Namespace, out: TextIO) -> int:
     """A broken old lock is replaced where every GGUF is present (its entries are needed only
-    for models whose file is absent here); otherwise its problems are reported."""
+    for models whose file is absent here); otherwise its problems are reported. A GGUF that is
+    present but cannot be read is reported as itself, whatever the old lock's state."""
     desired = load_desired(args.file)
     path = lock_path(args.file)
     old: LockFile | None = None
@@ -26,7 +33,7 @@ def lock(args: argparse.Namespace, out: TextIO) -> int:
         broken = exc
     try:
         new, notes = make_lock(desired.spec, old)
-    except ModelFileError:
+    except MissingLockEntry:
         if broken is not None:
             raise broken from None  # its entries were needed: the file absent here is why
         raise

@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import logging
 import os
 import shlex
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from reconciler.config.limits import MAX_DESIRED_VALUES, desired_limits
 from reconciler.config.messages import translate
 from reconciler.config.profile import Profile
 from reconciler.config.rules import Problem, desired_problems, hardware_problems
+from reconciler.config.scalars import escaped
 from reconciler.config.source import Source, suggest
 from reconciler.config.yamlfile import decode_text, parse_yaml, read_text, read_yaml
 from reconciler.errors import ConfigError, ConfigErrors
@@ -182,11 +185,14 @@ def load_profile(name_or_path: str) -> ProfileFile:
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") or os.sep in name_or_path):
         found = [d / f"{name_or_path}.yaml" for d in profile_dirs()]
-        existing = [p for p in found if p.is_file()]
+        existing = [p for p in found if _is_file(p, name_or_path)]
         if not existing:
+            # The name on the command line is what to fix: the footer names no command (the
+            # default), and the message says how to see the names there are.
             hint = suggest(name_or_path, profile_names())
-            error = ConfigError(name_or_path, 0, 0, "", f"no such hardware profile{hint}")
-            raise ConfigErrors([error], rerun="reconcile profiles", about="hardware profile")
+            message = f"no such hardware profile (run `reconcile profiles` to list them){hint}"
+            error = ConfigError(name_or_path, 0, 0, "", message)
+            raise ConfigErrors([error], about="hardware profile")
         path = existing[0]
     try:
         return _profile_file(path)
@@ -195,8 +201,32 @@ def load_profile(name_or_path: str) -> ProfileFile:
         raise ConfigErrors(exc.errors, rerun=rerun, about="hardware profile") from None
 
 
+def _is_file(path: Path, shown: str) -> bool:
+    """Whether `path` is a regular file (links followed); False where nothing is there. A path
+    the system refuses (too long, a link loop, a folder we may not search) is one problem
+    naming `shown`, the profile as given: `Path.is_file` raises for those."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except (OSError, ValueError) as exc:
+        error = ConfigError(escaped(shown), 0, 0, "", _refused(exc))
+        raise ConfigErrors([error], about="hardware profile") from None
+    return stat.S_ISREG(mode)
+
+
+def _refused(exc: OSError | ValueError) -> str:
+    if isinstance(exc, ValueError):
+        return f"cannot be a file name ({exc}); check the profile's name or path"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "is too long for a file name on this system; check the profile's name or path"
+    if exc.errno == errno.ELOOP:
+        return "is a symbolic link loop (or a chain of too many links); fix the link"
+    return f"cannot be read: {exc.strerror or exc}"
+
+
 def _profile_file(path: Path) -> ProfileFile:
-    size = path.stat().st_size if path.is_file() else 0
+    size = path.stat().st_size if _is_file(path, str(path)) else 0
     if size > MAX_PROFILE_BYTES:
         message = (
             f"is {size} bytes; a profile is at most {MAX_PROFILE_BYTES // 1024} KiB (the bundled "

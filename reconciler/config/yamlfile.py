@@ -132,6 +132,8 @@ def parse_yaml(
     if root is None:
         return Source(file, None, {}, tuple(walker.errors))
     data = walker.walk(root, ())
+    if walker.stopped:  # what lies past the bound was not read: validating it would be wrong
+        raise ConfigErrors(walker.errors)
     return Source(file, data, walker.positions, tuple(walker.errors))
 
 
@@ -207,6 +209,11 @@ class _Walker:
         self.stack: set[int] = set()
         self.merges: dict[int, dict[str, tuple[Node, Node]]] = {}
         self.too_deep = False
+
+    @property
+    def stopped(self) -> bool:
+        """Whether a hard bound (values, depth) tripped: some values became None unread."""
+        return self.count > self.max_values or self.too_deep
 
     def problem(self, node: Node, loc: Loc, message: str) -> None:
         mark = node.start_mark
@@ -354,7 +361,16 @@ class _Walker:
                     "export it or write the value here",
                 )
                 return match.group(0)
-            return str(self.environ[name])
+            value = str(self.environ[name])
+            if lone_surrogate(value) is not None:  # bytes that are not UTF-8, escaped by Python
+                self.problem(
+                    node,
+                    loc,
+                    f"environment variable {name} is not UTF-8 text (used as "
+                    f"{escaped(match.group(0))}); set it to UTF-8 text or write the value here",
+                )
+                return match.group(0)
+            return value
 
         return _ENV.sub(replace, text)
 

@@ -246,7 +246,7 @@ def _split_layers(facts: ModelFacts, cfg: RunConfig) -> tuple[list[list[int]], i
     head_gpu = -1
     if cfg.gpus == 1:
         per_gpu[0] = list(range(start, n_layer))
-        head_gpu = 0
+        head_gpu = 0 if start <= n_layer else -1  # no layer offloaded: the head stays too
     else:
         last = cfg.gpus - 1
         for il in range(start, n_layer + 1):

@@ -34,13 +34,15 @@ class NotRegular(Exception):
 
 
 def present(path: str | os.PathLike[str]) -> bool:
-    """Whether something is at `path` to read or to report on: False only where nothing is
-    (no such file, or a folder on the way is missing). A symbolic link loop, a directory or a
-    file we may not read is present: reading it says what is wrong."""
+    """Whether something is at `path` to read or to report on: False where nothing is (no
+    such file, a folder on the way is missing, or a symbolic link to nothing: CI checkouts keep
+    links into a model folder whose weights are absent, and the lock entry stands in). A
+    symbolic link loop, a directory or a file we may not read is present: reading it says what
+    is wrong."""
     try:
         os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
-        return os.path.lexists(path)  # a dangling link is there, pointing nowhere
+        return False
     except (OSError, ValueError):
         return True
     return True

@@ -111,7 +111,8 @@ def test_named_profiles_only_and_the_command_to_rerun(tmp_path: Path) -> None:
     with pytest.raises(ConfigErrors) as info:
         run("rtx3090", str(path), "rtx4009")
     assert str(info.value).splitlines()[-2:] == [
-        'rtx4009: no such hardware profile; did you mean "rtx4090"?',
+        "rtx4009: no such hardware profile (run `reconcile profiles` to list them); "
+        'did you mean "rtx4090"?',
         f"3 problems in hardware profile {path}, rtx4009; fix and run "
         f"`reconcile profiles rtx3090 '{path}' rtx4009` again.",
     ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from reconciler.cli import main
 from reconciler.config.desired import Desired
 from reconciler.config.loader import load_desired, parse_desired
 from reconciler.config.yamlfile import MAX_BYTES, parse_yaml
@@ -158,8 +160,29 @@ def test_flash_attn_accepts_yaml_booleans() -> None:
 def test_alias_bomb_is_refused_without_exploding() -> None:
     lines = ["version: 1", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
-    source = parse_yaml("\n".join(lines) + "\n", "bomb.yaml", environ={})
-    assert any("more than 100000 values" in e.render() for e in source.errors)
+    with pytest.raises(ConfigErrors) as info:  # the values past the bound are not read
+        parse_yaml("\n".join(lines) + "\n", "bomb.yaml", environ={})
+    assert [e.render() for e in info.value.errors] == [
+        "bomb.yaml:2:34: a4[7][8][8][8][8]: more than 100000 values (aliases expanding?); no "
+        "file of this kind needs so many"
+    ]
+
+
+def test_an_environment_variable_that_is_not_utf8_is_located(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`env XX=$'a\\xffb'`: Python holds the byte as a lone surrogate, which no file (and no
+    digest) can encode; it is one located problem, not a traceback later on."""
+    desired = tmp_path / "f.yaml"
+    desired.write_text(
+        "version: 1\nmodels:\n  - name: chat\n    gguf: /tmp/${env.XX}.gguf\n    port: 8081\n"
+    )
+    monkeypatch.setenv("XX", os.fsdecode(b"a\xffb"))
+    assert main(["check", str(desired), "--profile", "rtx3090"]) == 1
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"{desired}:4:11: models[0].gguf: environment variable XX is not UTF-8 text (used as "
+        "${env.XX}); set it to UTF-8 text or write the value here"
+    )
 
 
 def test_a_fallback_may_share_its_models_port() -> None:

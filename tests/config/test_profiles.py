@@ -64,8 +64,28 @@ def test_unknown_profile_name_suggests_one() -> None:
     with pytest.raises(ConfigErrors) as info:
         load_profile("rtx4009")
     assert str(info.value).splitlines() == [
-        'rtx4009: no such hardware profile; did you mean "rtx4090"?',
-        "1 problem in hardware profile rtx4009; fix and run `reconcile profiles` again.",
+        "rtx4009: no such hardware profile (run `reconcile profiles` to list them); "
+        'did you mean "rtx4090"?',
+        "1 problem in hardware profile rtx4009; fix and run `reconcile check` again.",
+    ]
+
+
+def test_a_name_or_path_too_long_for_the_system_is_one_problem(tmp_path: Path) -> None:
+    """`Path.is_file` raises ENAMETOOLONG (it swallows only a few errnos): one line instead."""
+    long = "a" * 300
+    with pytest.raises(ConfigErrors) as info:
+        load_profile(long)
+    shown = "a" * 57 + "..."
+    assert str(info.value).splitlines() == [
+        f"{shown}: is too long for a file name on this system; check the profile's name or path",
+        f"1 problem in hardware profile {shown}; fix and run `reconcile check` again.",
+    ]
+    path = f"{tmp_path}/{long}.yaml"
+    with pytest.raises(ConfigErrors) as info:
+        load_profile(path)
+    assert [e.render() for e in info.value.errors] == [
+        f"{path[:57]}...: is too long for a file name on this system; check the profile's "
+        "name or path"
     ]
 
 
@@ -147,8 +167,9 @@ def test_a_missing_profiles_folder_is_a_warning_once(
     )
     assert typo.returncode == 1
     assert typo.stderr.splitlines()[1:] == [
-        'rtx4009: no such hardware profile; did you mean "rtx4090"?',
-        "1 problem in hardware profile rtx4009; fix and run `reconcile profiles` again.",
+        "rtx4009: no such hardware profile (run `reconcile profiles` to list them); "
+        'did you mean "rtx4090"?',
+        "1 problem in hardware profile rtx4009; fix and run `reconcile check` again.",
     ]
 
 
@@ -182,5 +203,6 @@ def test_a_typo_of_a_user_profile_name_suggests_it(
     with pytest.raises(ConfigErrors) as info:
         load_profile("lab-bx")
     assert str(info.value).splitlines()[0] == (
-        'lab-bx: no such hardware profile; did you mean "lab-box"?'
+        "lab-bx: no such hardware profile (run `reconcile profiles` to list them); "
+        'did you mean "lab-box"?'
     )

@@ -146,6 +146,20 @@ def test_gpu_layers_offload_the_output_first(tmp_path: Path) -> None:
     assert host.context > 0
 
 
+def test_no_gpu_layers_leave_the_head_and_compute_on_the_host(tmp_path: Path) -> None:
+    """--gpu-layers 0 on one GPU: nothing of the model on it, as with two GPUs (a regression
+    had put the output head and its compute buffer on cuda0, so 0 and 1 layers agreed)."""
+    f = facts_of(tmp_path, dataclasses.replace(SHAPES["gqa"], weights="f16"))
+    for gpus in (1, 2):
+        none = estimate(f, RunConfig(gpu_layers=0, gpus=gpus))
+        gpu = none.device("cuda0")
+        assert (gpu.model, gpu.context, gpu.compute) == (0, 0, 0)
+        assert none.device("host").model == f.weight_bytes
+    one = estimate(f, RunConfig(gpu_layers=1)).device("cuda0")
+    assert one.model == f.output_norm_cuda + f.head_bytes_cuda
+    assert one.compute > 0
+
+
 def test_tensor_split_over_two_gpus(tmp_path: Path) -> None:
     f = facts_of(tmp_path, dataclasses.replace(SHAPES["gqa"], weights="f16"))  # 8 layers + head
     result = estimate(f, RunConfig(gpus=2, tensor_split=(3.0, 1.0)))
