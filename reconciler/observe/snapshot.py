@@ -23,7 +23,7 @@ from reconciler.config.source import Source, format_loc
 from reconciler.config.yamlfile import parse_yaml, read_text
 from reconciler.errors import ConfigError, ConfigErrors
 from reconciler.observe.jsontext import deepest, json_positions, token_place
-from reconciler.observe.sanity import snapshot_problems
+from reconciler.observe.sanity import snapshot_problems, text_problems
 from reconciler.state import GpuProcess, GpuState, HostState, ObservedState
 
 __all__ = ["from_profile", "load_snapshot"]
@@ -97,6 +97,10 @@ def _load(file: str) -> ObservedState:
         data = source.data
     if data is None:
         raise ConfigErrors([ConfigError(file, 1, 1, "", "the snapshot is empty")])
+    problems = text_problems(data)
+    if problems:
+        where = source or Source(file, data, json_positions(text, [loc for loc, _ in problems]))
+        raise ConfigErrors([where.error(loc, message) for loc, message in problems])
     try:
         state = ObservedState.model_validate(data)
     except ValidationError as exc:
