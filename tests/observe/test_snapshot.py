@@ -295,3 +295,18 @@ def test_tab_and_newline_are_text(tmp_path: Path) -> None:
     path = tmp_path / "now.json"
     path.write_text(json.dumps(data))
     assert load_snapshot(path).notes == ("one\ttwo\nthree",)
+
+
+def test_at_most_50_validation_problems_are_shown(tmp_path: Path) -> None:
+    data = _base()
+    data["gpus"] = [1] * 200_000
+    path = tmp_path / "now.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigErrors) as info:
+        load_snapshot(path)
+    lines = [e.render() for e in info.value.errors]
+    assert len(lines) == 51
+    assert [line.split(": ", 1)[1] for line in lines] == [
+        *(f"gpus[{i}]: must be a mapping of keys, got 1" for i in range(50)),
+        "gpus[50]: ... and 199950 more problems from here on",
+    ]
