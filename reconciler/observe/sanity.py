@@ -133,7 +133,13 @@ def snapshot_problems(state: ObservedState) -> list[Problem]:
         uuids.setdefault(gpu.uuid, i)
         out += _gpu(at, gpu)
     out += _host(state.host)
+    running: dict[int, int] = {}  # a pid is one running process; a gone one's pid may be reused
     for i, instance in enumerate(state.instances):
+        if instance.state == "running" and instance.pid in running:
+            message = f"listed twice (also instances[{running[instance.pid]}])"
+            out.append((("instances", i, "pid"), message))
+        if instance.state == "running":
+            running.setdefault(instance.pid, i)
         out += _instance(("instances", i), instance, set(labels))
     return out
 
@@ -226,7 +232,12 @@ def _instance(at: Loc, instance: Instance, labels: set[str]) -> Iterator[Problem
         if label not in labels:
             yield (*at, "gpus", j), f'no GPU "{label}" in this snapshot'
     for label, mib in instance.used_by_gpu.items():
+        if label not in labels:
+            yield (*at, "used_by_gpu", label), f'no GPU "{label}" in this snapshot'
         yield from _range((*at, "used_by_gpu", label), mib, 0, MAX_GPU_MIB, MIB)
     for label, mib in (instance.estimate_mib or {}).items():
+        if label != "host" and label not in labels:
+            message = f'no GPU "{label}" in this snapshot (nor "host")'
+            yield (*at, "estimate_mib", label), message
         most = MAX_HOST_MIB if label == "host" else MAX_GPU_MIB
         yield from _range((*at, "estimate_mib", label), mib, 0, most, MIB)

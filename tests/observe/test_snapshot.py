@@ -310,3 +310,14 @@ def test_at_most_50_validation_problems_are_shown(tmp_path: Path) -> None:
         *(f"gpus[{i}]: must be a mapping of keys, got 1" for i in range(50)),
         "gpus[50]: ... and 199950 more problems from here on",
     ]
+
+
+def test_a_gone_instance_may_share_its_pid_with_a_running_one(tmp_path: Path) -> None:
+    """The journal's old entry whose pid the kernel gave to a later process (as observed)."""
+    data = _base()
+    running = {"model": "chat", "pid": 4242, "start_time": 1700000000.0, "gpus": ["0"]}
+    gone = {**running, "model": "old", "state": "gone", "start_time": 1600000000.0, "gpus": []}
+    data["instances"] = [running, gone]
+    path = tmp_path / "now.json"
+    path.write_text(json.dumps(data))
+    assert [i.model for i in load_snapshot(path).instances] == ["chat", "old"]
