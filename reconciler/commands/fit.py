@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from reconciler.config.desired import Desired
     from reconciler.estimate.facts import ModelFacts
     from reconciler.plan.whatif import AtCtx, Row, Verdict, WhatIf
+    from reconciler.state import ObservedState
 
 __all__ = ["FIT_FORMAT", "NO_FIT", "add_arguments", "fit_command", "fit_json", "fit_text"]
 
@@ -158,14 +159,22 @@ def fit_command(args: argparse.Namespace, out: TextIO) -> int:
         cache_types=cache_types,
     )
     if args.json:
-        out.write(
-            json.dumps(fit_json(result, args.file, observed.source, args.with_file), indent=2)
-        )
+        answer = fit_json(result, args.file, observed.source, args.with_file, args.observed)
+        out.write(json.dumps(answer, indent=2))
         out.write("\n")
     else:
-        for line in fit_text(result, args.file, observed.source, args.with_file):
+        for line in fit_text(result, args.file, _against(observed, args.observed), args.with_file):
             out.write(line + "\n")
     return 0 if result.verdict.fits else NO_FIT
+
+
+def _against(observed: ObservedState, snapshot: str | None) -> str:
+    """Where the machine was read: a profile or the machine, or a snapshot file and what that
+    snapshot was taken from (as `plan --observed` and `status --observed` say)."""
+    if snapshot is None:
+        return observed.source
+    when = f"observed {observed.observed_at}; " if observed.observed_at else ""
+    return f"snapshot {snapshot} ({when}taken from {observed.source})"
 
 
 def _at_json(row: Row) -> dict[str, Any]:
@@ -199,8 +208,12 @@ def _verdict_json(v: Verdict) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def fit_json(w: WhatIf, file: str, source: str, with_file: str | None) -> dict[str, Any]:
-    """The answer for scripts (README: "reconcile fit"); keys are only ever added."""
+def fit_json(
+    w: WhatIf, file: str, source: str, with_file: str | None, snapshot: str | None = None
+) -> dict[str, Any]:
+    """The answer for scripts (README: "reconcile fit"); keys are only ever added. `source` is
+    what the machine was read from (a snapshot's own source); `snapshot` the snapshot file
+    (`--observed`), else null."""
     f = w.facts
     return {
         "format_version": FIT_FORMAT,
@@ -220,6 +233,7 @@ def fit_json(w: WhatIf, file: str, source: str, with_file: str | None) -> dict[s
             "with": with_file,
         },
         "source": source,
+        "snapshot": snapshot,
         "ctx_searched_up_to": w.cap,
         "gpus": [
             {

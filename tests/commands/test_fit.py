@@ -113,10 +113,11 @@ def test_json_shape_scripts_rely_on(gemma_gguf: Path, capsys: pytest.CaptureFixt
     code, data = answer([str(gemma_gguf), "--profile", "2x3090"], capsys)
     assert code == 0
     assert set(data) == {
-        "format_version", "file", "model", "asked", "source", "ctx_searched_up_to", "gpus",
-        "host_free_mib", "options", "verdict", "notes",
+        "format_version", "file", "model", "asked", "source", "snapshot",
+        "ctx_searched_up_to", "gpus", "host_free_mib", "options", "verdict", "notes",
     }  # fmt: skip
     assert data["format_version"] == 1
+    assert (data["source"], data["snapshot"]) == ("profile:2x3090", None)
     assert data["model"] == {
         "architecture": "gemma3",
         "layers": 18,
@@ -194,6 +195,7 @@ def test_room_beside_running_instances_is_what_their_plan_left(
     path = tmp_path / "running.json"
     path.write_text(carry_out(plan, observed).to_json())
     _code, data = answer([str(long_gguf), "--observed", str(path)], capsys)
+    assert (data["source"], data["snapshot"]) == ("profile:rtx4090", str(path))
     (gpu,) = data["gpus"]
     (line,) = plan.gpus
     # the instances' budget is the desired file's; fit's is the default policy's
@@ -277,4 +279,17 @@ def test_a_machine_without_gpu_does_not_fit(
     assert code == fit.NO_FIT
     assert out.splitlines()[-1] == (
         "Does not fit at ctx 4096: no GPU may take it (no NVIDIA GPU in profile cpu-only)."
+    )
+
+
+def test_a_snapshot_is_named_with_what_it_was_taken_from(
+    long_gguf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    observed = snapshot(tmp_path, "rtx4090", capsys)
+    path = tmp_path / "now.json"
+    path.write_text(observed.model_copy(update={"observed_at": "2026-11-24T12:00:00Z"}).to_json())
+    _code, out, _err = run([str(long_gguf), "--observed", str(path)], capsys)
+    assert out.splitlines()[1] == (
+        f"Against snapshot {path} (observed 2026-11-24T12:00:00Z; taken from profile:rtx4090), "
+        "beside what runs:"
     )
