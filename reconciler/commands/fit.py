@@ -34,6 +34,7 @@ DEFAULT_CTX = 4096  # the desired file's default `ctx`
 CACHE_TYPES = ("f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
 DEFAULT_CACHE_TYPES = ("f16", "q8_0", "q4_0")
 MIB = 1024 * 1024
+MAX_NAME = 48  # a model name's length (config.types.ModelName)
 
 
 def _count(value: str) -> int:
@@ -98,9 +99,14 @@ def _name(path: Path, taken: set[str]) -> str:
     """A model name for the candidate, from the file's name, unlike any of `taken`."""
     stem = re.sub(r"[^a-z0-9]+", "-", path.name.lower().removesuffix(".gguf")).strip("-")
     name = stem[:40].strip("-") or "model"
-    while name in taken:
-        name = f"{name[:40]}-fit"
-    return name
+    if name not in taken:
+        return name
+    for n in range(1, len(taken) + 2):  # len(taken) + 1 names: one of them is free
+        suffix = "-fit" if n == 1 else f"-fit{n}"
+        candidate = name[: MAX_NAME - len(suffix)].rstrip("-") + suffix
+        if candidate not in taken:
+            return candidate
+    raise AssertionError(taken)  # unreachable: more candidates than taken names
 
 
 def _cache_types(args: argparse.Namespace) -> tuple[str, ...]:

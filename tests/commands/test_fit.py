@@ -293,3 +293,27 @@ def test_a_snapshot_is_named_with_what_it_was_taken_from(
         f"Against snapshot {path} (observed 2026-11-24T12:00:00Z; taken from profile:rtx4090), "
         "beside what runs:"
     )
+
+
+@pytest.mark.parametrize(
+    ("file", "taken", "name"),
+    [
+        ("Qwen3-8B.Q4_K_M.gguf", set(), "qwen3-8b-q4-k-m"),
+        ("chat.gguf", {"chat"}, "chat-fit"),
+        ("chat.gguf", {"chat", "chat-fit"}, "chat-fit2"),
+        ("chat.gguf", {"chat", "chat-fit", "chat-fit2"}, "chat-fit3"),
+        ("a" * 60 + ".gguf", {"a" * 40, "a" * 40 + "-fit"}, "a" * 40 + "-fit2"),
+        ("---.gguf", {"model"}, "model-fit"),
+    ],
+)
+def test_the_candidate_is_named_unlike_the_desired_files_models(
+    file: str, taken: set[str], name: str
+) -> None:
+    assert fit._name(Path(file), taken) == name
+    assert len(name) <= fit.MAX_NAME
+
+
+def test_a_name_is_found_however_many_are_taken() -> None:
+    long = "a" * 40
+    taken = {long, f"{long}-fit", *(f"{long}-fit{n}" for n in range(2, 300))}
+    assert fit._name(Path(f"{long}.gguf"), taken) == f"{long}-fit300"
