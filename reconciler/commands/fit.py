@@ -69,7 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ctx",
         type=_count,
-        help=f"the context to ask about (default {DEFAULT_CTX}, at most the trained context)",
+        help=f"the context to ask about (default {DEFAULT_CTX}, or the trained context where "
+        "smaller; a larger one is answered, and said to be beyond the trained context)",
     )
     p.add_argument("--parallel", type=_count, default=1, help="sequences / server slots")
     p.add_argument(
@@ -311,18 +312,21 @@ def _verdict_text(w: WhatIf, with_file: str | None) -> list[str]:
     where = ", ".join(f"GPU {g}" for g in v.gpus)
     if len(v.gpus) > 1:
         where = f"a split over {where}" if v.split else where.replace(", ", " or ")
+    ctx = f"ctx {w.ctx}"
+    if 0 < w.facts.n_ctx_train < w.ctx:
+        ctx += f" (beyond the trained context {w.facts.n_ctx_train})"
     if v.status == "no":
-        return [f"Does not fit at ctx {w.ctx}: {v.reason}."]
+        return [f"Does not fit at {ctx}: {v.reason}."]
     if v.status == "partial":
         head = (
-            f"Does not fit with every layer on a GPU at ctx {w.ctx}; with gpu_layers: "
+            f"Does not fit with every layer on a GPU at {ctx}; with gpu_layers: "
             f"{v.gpu_layers} (of {w.facts.n_layer + 1}) it runs on {where} with {cache} cache"
         )
     elif v.planned:
-        head = f"Fits: the plan of {with_file} would start it on {where} at ctx {w.ctx}"
+        head = f"Fits: the plan of {with_file} would start it on {where} at {ctx}"
         head += f" with {cache} cache"
     else:
-        head = f"Fits at ctx {w.ctx} with {cache} cache on {where}"
+        head = f"Fits at {ctx} with {cache} cache on {where}"
     need = ", ".join(
         f"{n} MiB on {'the host' if k == 'host' else 'GPU ' + k}" for k, n in v.need_mib.items()
     )

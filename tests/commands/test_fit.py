@@ -317,3 +317,14 @@ def test_a_name_is_found_however_many_are_taken() -> None:
     long = "a" * 40
     taken = {long, f"{long}-fit", *(f"{long}-fit{n}" for n in range(2, 300))}
     assert fit._name(Path(f"{long}.gguf"), taken) == f"{long}-fit300"
+
+
+def test_a_ctx_beyond_the_trained_one_is_said_in_the_verdict(
+    gemma_gguf: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run([str(gemma_gguf), "--profile", "rtx4090", "--ctx", "65536"], capsys)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[-1].startswith(
+        "Fits at ctx 65536 (beyond the trained context 32768) with an f16 cache on GPU 0 ("
+    )
+    assert "  note: ctx 65536 is above the model's trained context 32768" in out.splitlines()
