@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from reconciler.config.desired import Desired
     from reconciler.estimate.facts import ModelFacts
     from reconciler.plan.whatif import AtCtx, Row, Verdict, WhatIf
+    from reconciler.state import ObservedState
 
 __all__ = ["FIT_FORMAT", "NO_FIT", "add_arguments", "fit_command", "fit_json", "fit_text"]
 
@@ -33,6 +34,7 @@ DEFAULT_CTX = 4096  # the desired file's default `ctx`
 CACHE_TYPES = ("f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
 DEFAULT_CACHE_TYPES = ("f16", "q8_0", "q4_0")
 MIB = 1024 * 1024
+MAX_NAME = 48  # a model name's length (config.types.ModelName)
 
 
 def _count(value: str) -> int:
@@ -67,7 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ctx",
         type=_count,
-        help=f"the context to ask about (default {DEFAULT_CTX}, at most the trained context)",
+        help=f"the context to ask about (default {DEFAULT_CTX}, or the trained context where "
+        "smaller; a larger one is answered, and said to be beyond the trained context)",
     )
     p.add_argument("--parallel", type=_count, default=1, help="sequences / server slots")
     p.add_argument(
@@ -97,9 +100,14 @@ def _name(path: Path, taken: set[str]) -> str:
     """A model name for the candidate, from the file's name, unlike any of `taken`."""
     stem = re.sub(r"[^a-z0-9]+", "-", path.name.lower().removesuffix(".gguf")).strip("-")
     name = stem[:40].strip("-") or "model"
-    while name in taken:
-        name = f"{name[:40]}-fit"
-    return name
+    if name not in taken:
+        return name
+    for n in range(1, len(taken) + 2):  # len(taken) + 1 names: one of them is free
+        suffix = "-fit" if n == 1 else f"-fit{n}"
+        candidate = name[: MAX_NAME - len(suffix)].rstrip("-") + suffix
+        if candidate not in taken:
+            return candidate
+    raise AssertionError(taken)  # unreachable: more candidates than taken names
 
 
 def _cache_types(args: argparse.Namespace) -> tuple[str, ...]:
@@ -158,14 +166,22 @@ def fit_command(args: argparse.Namespace, out: TextIO) -> int:
         cache_types=cache_types,
     )
     if args.json:
-        out.write(
-            json.dumps(fit_json(result, args.file, observed.source, args.with_file), indent=2)
-        )
+        answer = fit_json(result, args.file, observed.source, args.with_file, args.observed)
+        out.write(json.dumps(answer, indent=2))
         out.write("\n")
     else:
-        for line in fit_text(result, args.file, observed.source, args.with_file):
+        for line in fit_text(result, args.file, _against(observed, args.observed), args.with_file):
             out.write(line + "\n")
     return 0 if result.verdict.fits else NO_FIT
+
+
+def _against(observed: ObservedState, snapshot: str | None) -> str:
+    """Where the machine was read: a profile or the machine, or a snapshot file and what that
+    snapshot was taken from (as `plan --observed` and `status --observed` say)."""
+    if snapshot is None:
+        return observed.source
+    when = f"observed {observed.observed_at}; " if observed.observed_at else ""
+    return f"snapshot {snapshot} ({when}taken from {observed.source})"
 
 
 def _at_json(row: Row) -> dict[str, Any]:
@@ -199,8 +215,12 @@ def _verdict_json(v: Verdict) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def fit_json(w: WhatIf, file: str, source: str, with_file: str | None) -> dict[str, Any]:
-    """The answer for scripts (README: "reconcile fit"); keys are only ever added."""
+def fit_json(
+    w: WhatIf, file: str, source: str, with_file: str | None, snapshot: str | None = None
+) -> dict[str, Any]:
+    """The answer for scripts (README: "reconcile fit"); keys are only ever added. `source` is
+    what the machine was read from (a snapshot's own source); `snapshot` the snapshot file
+    (`--observed`), else null."""
     f = w.facts
     return {
         "format_version": FIT_FORMAT,
@@ -220,6 +240,7 @@ def fit_json(w: WhatIf, file: str, source: str, with_file: str | None) -> dict[s
             "with": with_file,
         },
         "source": source,
+        "snapshot": snapshot,
         "ctx_searched_up_to": w.cap,
         "gpus": [
             {
@@ -291,18 +312,21 @@ def _verdict_text(w: WhatIf, with_file: str | None) -> list[str]:
     where = ", ".join(f"GPU {g}" for g in v.gpus)
     if len(v.gpus) > 1:
         where = f"a split over {where}" if v.split else where.replace(", ", " or ")
+    ctx = f"ctx {w.ctx}"
+    if 0 < w.facts.n_ctx_train < w.ctx:
+        ctx += f" (beyond the trained context {w.facts.n_ctx_train})"
     if v.status == "no":
-        return [f"Does not fit at ctx {w.ctx}: {v.reason}."]
+        return [f"Does not fit at {ctx}: {v.reason}."]
     if v.status == "partial":
         head = (
-            f"Does not fit with every layer on a GPU at ctx {w.ctx}; with gpu_layers: "
+            f"Does not fit with every layer on a GPU at {ctx}; with gpu_layers: "
             f"{v.gpu_layers} (of {w.facts.n_layer + 1}) it runs on {where} with {cache} cache"
         )
     elif v.planned:
-        head = f"Fits: the plan of {with_file} would start it on {where} at ctx {w.ctx}"
+        head = f"Fits: the plan of {with_file} would start it on {where} at {ctx}"
         head += f" with {cache} cache"
     else:
-        head = f"Fits at ctx {w.ctx} with {cache} cache on {where}"
+        head = f"Fits at {ctx} with {cache} cache on {where}"
     need = ", ".join(
         f"{n} MiB on {'the host' if k == 'host' else 'GPU ' + k}" for k, n in v.need_mib.items()
     )

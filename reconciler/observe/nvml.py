@@ -19,6 +19,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeVar
 
+from reconciler.observe.text import clean_text
 from reconciler.state import GpuState, ProcessKind
 
 __all__ = ["CLOCK_EVENTS", "NOT_AVAILABLE", "Nvml", "RawProcess"]
@@ -289,4 +290,4 @@ class Nvml:
 def _text(value: Any) -> str | None:
     if value is None:
         return None
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return clean_text(value if isinstance(value, bytes) else str(value))

@@ -27,6 +27,7 @@ from typing import Literal
 import psutil
 
 from reconciler.observe.journal import JournalEntry
+from reconciler.observe.text import clean_text
 
 __all__ = ["LABEL", "Owner", "ProcessInfo", "ProcessTable"]
 
@@ -55,9 +56,9 @@ def _read(pid: int) -> ProcessInfo | None:
         proc = psutil.Process(pid)
         with proc.oneshot():
             start = proc.create_time()
-            name, ppid = proc.name(), proc.ppid()
+            name, ppid = clean_text(proc.name()), proc.ppid()
             user = _safe_user(proc)
-            cmdline = tuple(_safe_cmdline(proc))
+            cmdline = tuple(clean_text(arg) for arg in _safe_cmdline(proc))
         label = _safe_label(proc)
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return None
@@ -68,7 +69,7 @@ def _read(pid: int) -> ProcessInfo | None:
 
 def _safe_user(proc: psutil.Process) -> str | None:
     try:
-        return proc.username()
+        return clean_text(proc.username())
     except (psutil.AccessDenied, KeyError):
         return None
 

@@ -10,7 +10,9 @@ is named at its key, so that the file can be fixed; the bounds are those of real
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
+from typing import Any
 
 from reconciler.config.profile import MAX_CPUS, MAX_GPU_MIB, MAX_GPUS, MAX_HOST_MIB, number
 from reconciler.config.source import Loc
@@ -24,7 +26,9 @@ __all__ = [
     "MAX_POWER_W",
     "MAX_PROCESSES",
     "MAX_TEMPERATURE_C",
+    "MAX_TEXT",
     "snapshot_problems",
+    "text_problems",
 ]
 
 MAX_PROCESSES = 1024  # per GPU
@@ -35,8 +39,12 @@ MAX_PID = 1 << 22  # Linux's PID_MAX_LIMIT
 MAX_TEMPERATURE_C = 150
 MAX_POWER_W = 10_000  # the largest boards draw about 1.5 kW
 MAX_START_TIME = 1e11  # seconds since 1970: the year 5138
+MAX_TEXT = 4096  # characters in one string; a long command line has a few hundred
+MAX_NOTES = 256  # an observation writes a few
 
 Problem = tuple[Loc, str]
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but tab and newline
 MIB = "a whole number of MiB"
 
 
@@ -49,6 +57,50 @@ def _range(
         yield loc, f"must be {what} from {low} to {high}, got {value}"
     elif not low <= value <= high:
         yield loc, f"must be {what} from {number(low)} to {number(high)}{why}, got {number(value)}"
+
+
+def text_problems(data: Any) -> list[Problem]:
+    """Every string of the raw (parsed, not yet validated) snapshot that cannot be printed or
+    written back as JSON, each at its key, and a `notes` list longer than an observation writes.
+    Iterative: a deep file ends in no RecursionError."""
+    out: list[Problem] = []
+    notes = data.get("notes") if isinstance(data, dict) else None
+    if isinstance(notes, list) and len(notes) > MAX_NOTES:
+        return [(("notes",), f"at most {MAX_NOTES} notes; this snapshot has {len(notes)}")]
+    stack: list[tuple[Loc, Any]] = [((), data)]
+    while stack:
+        at, value = stack.pop()
+        if isinstance(value, str):
+            problem = _text(value)
+            if problem:
+                out.append((at, problem))
+        elif isinstance(value, dict):
+            children: list[tuple[Loc, Any]] = []
+            for key, item in value.items():
+                problem = _text(key) if isinstance(key, str) else None
+                if problem:
+                    out.append((at, f"a key {_shown(key)}: {problem}"))
+                else:
+                    children.append(((*at, key), item))
+            stack += reversed(children)
+        elif isinstance(value, list):
+            stack += reversed([((*at, i), item) for i, item in enumerate(value)])
+    return out
+
+
+def _text(value: str) -> str | None:
+    if len(value) > MAX_TEXT:
+        return f"at most {MAX_TEXT} characters; this text has {len(value)}"
+    if _SURROGATE.search(value):
+        return "not valid Unicode (a lone surrogate)"
+    control = _CONTROL.search(value)
+    if control:
+        return f"a control character (U+{ord(control.group()):04X}) where text is expected"
+    return None
+
+
+def _shown(key: str) -> str:
+    return ascii(key[:40])
 
 
 def snapshot_problems(state: ObservedState) -> list[Problem]:
@@ -81,7 +133,13 @@ def snapshot_problems(state: ObservedState) -> list[Problem]:
         uuids.setdefault(gpu.uuid, i)
         out += _gpu(at, gpu)
     out += _host(state.host)
+    running: dict[int, int] = {}  # a pid is one running process; a gone one's pid may be reused
     for i, instance in enumerate(state.instances):
+        if instance.state == "running" and instance.pid in running:
+            message = f"listed twice (also instances[{running[instance.pid]}])"
+            out.append((("instances", i, "pid"), message))
+        if instance.state == "running":
+            running.setdefault(instance.pid, i)
         out += _instance(("instances", i), instance, set(labels))
     return out
 
@@ -174,7 +232,12 @@ def _instance(at: Loc, instance: Instance, labels: set[str]) -> Iterator[Problem
         if label not in labels:
             yield (*at, "gpus", j), f'no GPU "{label}" in this snapshot'
     for label, mib in instance.used_by_gpu.items():
+        if label not in labels:
+            yield (*at, "used_by_gpu", label), f'no GPU "{label}" in this snapshot'
         yield from _range((*at, "used_by_gpu", label), mib, 0, MAX_GPU_MIB, MIB)
     for label, mib in (instance.estimate_mib or {}).items():
+        if label != "host" and label not in labels:
+            message = f'no GPU "{label}" in this snapshot (nor "host")'
+            yield (*at, "estimate_mib", label), message
         most = MAX_HOST_MIB if label == "host" else MAX_GPU_MIB
         yield from _range((*at, "estimate_mib", label), mib, 0, most, MIB)

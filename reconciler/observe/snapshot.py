@@ -23,7 +23,7 @@ from reconciler.config.source import Source, format_loc
 from reconciler.config.yamlfile import parse_yaml, read_text
 from reconciler.errors import ConfigError, ConfigErrors
 from reconciler.observe.jsontext import deepest, json_positions, token_place
-from reconciler.observe.sanity import snapshot_problems
+from reconciler.observe.sanity import snapshot_problems, text_problems
 from reconciler.state import GpuProcess, GpuState, HostState, ObservedState
 
 __all__ = ["from_profile", "load_snapshot"]
@@ -31,6 +31,7 @@ __all__ = ["from_profile", "load_snapshot"]
 PROFILE_PID_BASE = 1_000_000  # pids of a profile's baseline programs: beyond any real pid
 MAX_DIGITS = 20  # a snapshot's largest figure (a start time in microseconds) has 16
 MAX_YAML_CHARS = 256 * 1024  # the YAML reader takes seconds per MiB; JSON may have 4 MiB
+MAX_ERRORS = 50  # problems shown; the rest are counted
 MAX_DEPTH = 32  # JSON nesting: a snapshot has 6 levels (instances[].launch.env.KEY)
 
 
@@ -97,17 +98,41 @@ def _load(file: str) -> ObservedState:
         data = source.data
     if data is None:
         raise ConfigErrors([ConfigError(file, 1, 1, "", "the snapshot is empty")])
+    problems = text_problems(data)
+    if problems:
+        where = source or Source(file, data, json_positions(text, [loc for loc, _ in problems]))
+        raise ConfigErrors([where.error(loc, message) for loc, message in problems])
     try:
         state = ObservedState.model_validate(data)
     except ValidationError as exc:
-        wanted = [tuple(e["loc"]) for e in exc.errors(include_url=False)]
-        where = source or Source(file, data, json_positions(text, wanted))
-        raise ConfigErrors(translate(exc, where, ObservedState)) from None
+        raise ConfigErrors(_located(exc, file, text, source, data)) from None
     problems = snapshot_problems(state)
     if problems:
         where = source or Source(file, data, json_positions(text, [loc for loc, _ in problems]))
         raise ConfigErrors([where.error(loc, message) for loc, message in problems])
     return state
+
+
+def _located(
+    exc: ValidationError, file: str, text: str, source: Source | None, data: Any
+) -> list[ConfigError]:
+    """The first `MAX_ERRORS` of `exc`, each at its place, then how many more: a file with a
+    million wrong values is not worth a million lines (nor the seconds to place them)."""
+    details = exc.errors(include_url=False)
+    kept = details[:MAX_ERRORS]
+    if len(details) > MAX_ERRORS:
+        lines = [{"type": e["type"], "loc": e["loc"], "input": e["input"]} for e in kept]
+        for line, e in zip(lines, kept, strict=True):
+            if "ctx" in e:
+                line["ctx"] = e["ctx"]
+        exc = ValidationError.from_exception_data(exc.title, lines)  # type: ignore[arg-type]
+    wanted = [tuple(e["loc"]) for e in details[: MAX_ERRORS + 1]]
+    where = source or Source(file, data, json_positions(text, wanted))
+    errors = translate(exc, where, ObservedState)
+    if len(details) > MAX_ERRORS:  # placed at the first one not shown
+        more = f"... and {len(details) - MAX_ERRORS} more problems from here on"
+        errors.append(where.error(wanted[-1], more))
+    return errors
 
 
 class _Unreadable(ValueError):

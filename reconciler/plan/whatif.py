@@ -80,7 +80,6 @@ class WhatIf:
     host_free_mib: int
     rows: tuple[Row, ...]
     verdict: Verdict
-    with_file: bool
     notes: tuple[str, ...] = ()
 
 
@@ -303,7 +302,6 @@ def what_if(
         host_free_mib=room.host_free_mib,
         rows=rows,
         verdict=verdict,
-        with_file=with_file,
         notes=tuple(notes),
     )
 

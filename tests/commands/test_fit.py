@@ -113,10 +113,11 @@ def test_json_shape_scripts_rely_on(gemma_gguf: Path, capsys: pytest.CaptureFixt
     code, data = answer([str(gemma_gguf), "--profile", "2x3090"], capsys)
     assert code == 0
     assert set(data) == {
-        "format_version", "file", "model", "asked", "source", "ctx_searched_up_to", "gpus",
-        "host_free_mib", "options", "verdict", "notes",
+        "format_version", "file", "model", "asked", "source", "snapshot",
+        "ctx_searched_up_to", "gpus", "host_free_mib", "options", "verdict", "notes",
     }  # fmt: skip
     assert data["format_version"] == 1
+    assert (data["source"], data["snapshot"]) == ("profile:2x3090", None)
     assert data["model"] == {
         "architecture": "gemma3",
         "layers": 18,
@@ -194,6 +195,7 @@ def test_room_beside_running_instances_is_what_their_plan_left(
     path = tmp_path / "running.json"
     path.write_text(carry_out(plan, observed).to_json())
     _code, data = answer([str(long_gguf), "--observed", str(path)], capsys)
+    assert (data["source"], data["snapshot"]) == ("profile:rtx4090", str(path))
     (gpu,) = data["gpus"]
     (line,) = plan.gpus
     # the instances' budget is the desired file's; fit's is the default policy's
@@ -278,3 +280,51 @@ def test_a_machine_without_gpu_does_not_fit(
     assert out.splitlines()[-1] == (
         "Does not fit at ctx 4096: no GPU may take it (no NVIDIA GPU in profile cpu-only)."
     )
+
+
+def test_a_snapshot_is_named_with_what_it_was_taken_from(
+    long_gguf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    observed = snapshot(tmp_path, "rtx4090", capsys)
+    path = tmp_path / "now.json"
+    path.write_text(observed.model_copy(update={"observed_at": "2026-11-24T12:00:00Z"}).to_json())
+    _code, out, _err = run([str(long_gguf), "--observed", str(path)], capsys)
+    assert out.splitlines()[1] == (
+        f"Against snapshot {path} (observed 2026-11-24T12:00:00Z; taken from profile:rtx4090), "
+        "beside what runs:"
+    )
+
+
+@pytest.mark.parametrize(
+    ("file", "taken", "name"),
+    [
+        ("Qwen3-8B.Q4_K_M.gguf", set(), "qwen3-8b-q4-k-m"),
+        ("chat.gguf", {"chat"}, "chat-fit"),
+        ("chat.gguf", {"chat", "chat-fit"}, "chat-fit2"),
+        ("chat.gguf", {"chat", "chat-fit", "chat-fit2"}, "chat-fit3"),
+        ("a" * 60 + ".gguf", {"a" * 40, "a" * 40 + "-fit"}, "a" * 40 + "-fit2"),
+        ("---.gguf", {"model"}, "model-fit"),
+    ],
+)
+def test_the_candidate_is_named_unlike_the_desired_files_models(
+    file: str, taken: set[str], name: str
+) -> None:
+    assert fit._name(Path(file), taken) == name
+    assert len(name) <= fit.MAX_NAME
+
+
+def test_a_name_is_found_however_many_are_taken() -> None:
+    long = "a" * 40
+    taken = {long, f"{long}-fit", *(f"{long}-fit{n}" for n in range(2, 300))}
+    assert fit._name(Path(f"{long}.gguf"), taken) == f"{long}-fit300"
+
+
+def test_a_ctx_beyond_the_trained_one_is_said_in_the_verdict(
+    gemma_gguf: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run([str(gemma_gguf), "--profile", "rtx4090", "--ctx", "65536"], capsys)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[-1].startswith(
+        "Fits at ctx 65536 (beyond the trained context 32768) with an f16 cache on GPU 0 ("
+    )
+    assert "  note: ctx 65536 is above the model's trained context 32768" in out.splitlines()

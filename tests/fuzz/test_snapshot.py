@@ -7,7 +7,7 @@ their journal instances). Each input mutates one to three things: a number (nega
 huge, a float, a string), a type, a duplicate GPU or process, a deletion, JSON no reader
 agrees on (NaN, Infinity, a 5000-digit number, nesting thousands deep), thousands of GPUs or
 processes, or a plausible change (memory in use, foreign programs, temperatures) that a
-machine could really show.
+machine could really show; or text no terminal takes (a lone surrogate, ESC, 5000 characters).
 
 They run through `plan` (the README's workstation example, no model required:
 `tests.fuzz.plans.write_desired`) and `status`. Besides the runner's judgement (no traceback,
@@ -209,6 +209,26 @@ def as_yaml(_r: random.Random, data: Data) -> str | None:
     return "# a snapshot\n" + json.dumps(data)
 
 
+ODD_TEXT = ["RTX \udcff", "\ud800", "a\x1b[2Jb", "nul\x00", "c1\x9b", "x" * 5000, "tab\tok"]
+
+
+def odd_text(r: random.Random, data: Data) -> str | None:
+    """A string no terminal or JSON writer takes: a lone surrogate, a control character, a very
+    long one; or too many notes, or an instance listed twice."""
+    choice = r.randrange(4)
+    strings = [p for p, v in _leaves(data) if isinstance(v, str)]
+    if choice == 0 and strings:
+        _set(data, r.choice(strings), r.choice(ODD_TEXT))
+    elif choice == 1:
+        data[r.choice(["driver", "gpu_note", "source"])] = r.choice(ODD_TEXT)
+    elif choice == 2:
+        data["notes"] = ["a note"] * r.choice([10, 257, 5000])
+    else:
+        instance = {"model": "chat", "pid": 4242, "start_time": 1.0, "gpus": ["0"]}
+        data["instances"] = [*data.get("instances", []), instance, dict(instance)]
+    return None
+
+
 def truncation(r: random.Random, data: Data) -> str | None:
     text = json.dumps(data, indent=2)
     return text[: r.randrange(len(text))]
@@ -224,6 +244,7 @@ MUTATIONS: list[Mutation] = [
     ("nonstandard", nonstandard, 2),
     ("yaml", as_yaml, 1),
     ("truncation", truncation, 1),
+    ("text", odd_text, 2),
 ]
 
 

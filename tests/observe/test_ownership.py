@@ -185,3 +185,12 @@ def test_cached_facts_follow_a_later_exec(spawn, monkeypatch: pytest.MonkeyPatch
             break
         time.sleep(0.02)
     assert observer.observe().gpus[0].processes[0].cmdline == ("sleep", "60")
+
+
+def test_a_command_line_that_is_not_utf8_is_read_as_escapes(spawn) -> None:  # type: ignore[no-untyped-def]
+    argv = [*SLEEP, "\udcff\x1b[2J"]  # the bytes ff 1b: not UTF-8, and an escape sequence
+    proc = spawn(argv)
+    info = processes._read(proc.pid)
+    assert info is not None
+    assert info.cmdline[-1] == "\\xff\\x1b[2J"
+    info.cmdline[-1].encode("utf-8")  # printable, and writable as JSON

@@ -257,3 +257,67 @@ def test_a_yaml_snapshot_is_at_most_256_kib(tmp_path: Path) -> None:
         f"{path}: a snapshot written as YAML is at most 256 KiB (this one has 294 KiB); write "
         "it as JSON, as `reconcile status --json` does"
     ]
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "error"),
+    [
+        ("gpus.0.name", "RTX \udcff", "gpus[0].name: not valid Unicode (a lone surrogate)"),
+        ("driver", "\ud800", "driver: not valid Unicode (a lone surrogate)"),
+        ("gpus.0.name", "RTX\x1b[2J", "gpus[0].name: a control character (U+001B) where text is "
+         "expected"),
+        ("gpu_note", "a\x00b", "gpu_note: a control character (U+0000) where text is expected"),
+        ("gpus.0.processes.0.name", "X\x9b", "gpus[0].processes[0].name: a control character "
+         "(U+009B) where text is expected"),
+        ("notes", ["x" * 5000], "notes[0]: at most 4096 characters; this text has 5000"),
+        ("notes", [1] * 300, "notes: at most 256 notes; this snapshot has 300"),
+        ("gpus.0.processes.0.env", {"\udcff": "x"},
+         "gpus[0].processes[0].env: a key '\\udcff': not valid Unicode (a lone surrogate)"),
+    ],
+)  # fmt: skip
+def test_text_no_terminal_can_show_is_refused(
+    tmp_path: Path, dotted: str, value: Any, error: str
+) -> None:
+    data = _base()
+    parent, last = _at(data, dotted)
+    parent[last] = value
+    path = tmp_path / "now.json"
+    path.write_text(json.dumps(data, indent=2))
+    with pytest.raises(ConfigErrors) as info:
+        load_snapshot(path)
+    assert [e.render().split(": ", 1)[1] for e in info.value.errors] == [error]
+    assert info.value.errors[0].line > 1
+
+
+def test_tab_and_newline_are_text(tmp_path: Path) -> None:
+    data = _base()
+    data["notes"] = ["one\ttwo\nthree"]
+    path = tmp_path / "now.json"
+    path.write_text(json.dumps(data))
+    assert load_snapshot(path).notes == ("one\ttwo\nthree",)
+
+
+def test_at_most_50_validation_problems_are_shown(tmp_path: Path) -> None:
+    data = _base()
+    data["gpus"] = [1] * 200_000
+    path = tmp_path / "now.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigErrors) as info:
+        load_snapshot(path)
+    lines = [e.render() for e in info.value.errors]
+    assert len(lines) == 51
+    assert [line.split(": ", 1)[1] for line in lines] == [
+        *(f"gpus[{i}]: must be a mapping of keys, got 1" for i in range(50)),
+        "gpus[50]: ... and 199950 more problems from here on",
+    ]
+
+
+def test_a_gone_instance_may_share_its_pid_with_a_running_one(tmp_path: Path) -> None:
+    """The journal's old entry whose pid the kernel gave to a later process (as observed)."""
+    data = _base()
+    running = {"model": "chat", "pid": 4242, "start_time": 1700000000.0, "gpus": ["0"]}
+    gone = {**running, "model": "old", "state": "gone", "start_time": 1600000000.0, "gpus": []}
+    data["instances"] = [running, gone]
+    path = tmp_path / "now.json"
+    path.write_text(json.dumps(data))
+    assert [i.model for i in load_snapshot(path).instances] == ["chat", "old"]
