@@ -95,13 +95,14 @@ def planned(
     problems: Mapping[str, str],
     candidate: ModelSpec,
     cand_facts: ModelFacts,
-    guess: Verdict,
+    cache_type: str | None,
+    gpu_layers: int | str | None,
 ) -> Verdict:
-    """The desired file's planner on the file plus the candidate (with the settings the rows
-    found best), compared with the file's own plan."""
-    layers = guess.gpu_layers if isinstance(guess.gpu_layers, int) else "all"
+    """The desired file's planner on the file plus the candidate (with the cache type and
+    layers the rows found best), compared with the file's own plan."""
+    layers = gpu_layers if isinstance(gpu_layers, int) else "all"
     spec = candidate.model_copy(
-        update={"cache_type": guess.cache_type or candidate.cache_type, "gpu_layers": layers}
+        update={"cache_type": cache_type or candidate.cache_type, "gpu_layers": layers}
     )
     joined = desired.model_copy(update={"models": (*desired.models, spec)})
     base = make_plan(desired, observed, facts, problems)

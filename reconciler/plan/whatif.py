@@ -275,10 +275,11 @@ def what_if(
     if not rows:
         why = _why_not(room.gpus) if room.gpus else observed.gpu_note or "no NVIDIA GPU"
         verdict = Verdict("no", reason=f"no GPU may take it ({why})")
-    if any(r.at.status == "displacing" for r in rows) and verdict.status != "fits":
-        cache = next(r.cache_type for r in rows if r.at.status == "displacing")
-        verdict = Verdict("displacing", cache)
-    if with_file:
+    if with_file:  # the file's planner decides; the rows say which settings to ask it for
+        cache, layers = verdict.cache_type, verdict.gpu_layers
+        displacing = [r.cache_type for r in rows if r.at.status == "displacing"]
+        if displacing and verdict.status != "fits":  # only with a file are there holders
+            cache, layers = displacing[0], None
         verdict = planned(
             spec,
             observed=observed,
@@ -286,7 +287,8 @@ def what_if(
             problems=dict(problems or {}),
             candidate=candidate,
             cand_facts=cand_facts,
-            guess=verdict,
+            cache_type=cache,
+            gpu_layers=layers,
         )
     if not room.gpus:
         notes.append(observed.gpu_note or "no NVIDIA GPU")
