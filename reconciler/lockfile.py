@@ -21,7 +21,6 @@ import errno
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
+from reconciler.atomicfile import write_atomically
 from reconciler.config.desired import Desired, ModelSpec
 from reconciler.config.messages import translate
 from reconciler.config.source import Source
@@ -293,19 +293,9 @@ def dump_lock(lock: LockFile, header: str = HEADER) -> str:
 def write_lock(lock: LockFile, path: Path, header: str = HEADER) -> None:
     """Write atomically (a reader never sees half a lock file), readable like any file; a
     folder we may not write to is a `LockWriteError`, not a traceback."""
-    text = dump_lock(lock, header)
-    tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        write_atomically(path, dump_lock(lock, header))
     except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         raise LockWriteError(f"{path}: cannot write the lock file: {_why(exc, path)}") from None
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from reconciler.atomicfile import write_atomically
 from reconciler.config.source import format_loc
 from reconciler.config.yamlfile import decode_text, read_bytes
 from reconciler.errors import ConfigError, ConfigErrors, ReconcileError
@@ -72,27 +72,12 @@ def save_plan(plan: Plan, path: str | os.PathLike[str]) -> Path:
             with open(target, "w", encoding="utf-8") as handle:
                 handle.write(text)
         else:
-            _replace(target, text)
+            write_atomically(target, text)
     except OSError as exc:
         raise ReconcileError(
             f"{target}: cannot save the plan: {exc.strerror or exc}; choose another path"
         ) from None
     return target
-
-
-def _replace(target: Path, text: str) -> None:
-    """`target` replaced by a file holding `text` in one rename (never half written)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_saved_plan(path: str | os.PathLike[str]) -> Plan:

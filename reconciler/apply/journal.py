@@ -9,11 +9,10 @@ fsync, rename), and the folder is private (0700), the file 0600.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from reconciler.atomicfile import write_atomically
 from reconciler.errors import ApplyError
 from reconciler.observe.journal import JOURNAL, Journal, JournalEntry, read_journal
 
@@ -42,13 +41,7 @@ def write_private(path: Path, text: str, what: str) -> None:
     """`text` to `path` whole or not at all (a temporary file beside it, fsync, rename), mode
     0600: a reader never sees half of it. `what` names the file in the error."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", dir=path.parent)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        write_atomically(path, text, 0o600)
     except OSError as exc:
         raise ApplyError(f"{path}: cannot write {what} ({exc.strerror})") from None
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import psutil
 
 from reconciler.apply.quoting import QuotingError, env_file_text
 from reconciler.apply.units import Rendered
+from reconciler.atomicfile import write_atomically
 from reconciler.errors import ApplyError
 
 __all__ = [
@@ -163,17 +163,7 @@ def _write_atomically(path: Path, text: str, mode: int) -> bool:
     except OSError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text, mode)
     return True
 
 
