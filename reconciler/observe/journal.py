@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from reconciler.errors import ObservationError
 from reconciler.frozen import Frozen
 from reconciler.launch import Launch
+from reconciler.state import Instance
 
 __all__ = ["JOURNAL", "Journal", "JournalEntry", "default_state_dir", "read_journal"]
 
@@ -37,6 +38,26 @@ class JournalEntry(Frozen):
     log: str | None = None  # its log file (process executor)
     measured_mib: dict[str, int] | None = None  # what NVML measured once it was ready
     started_at: str | None = None  # ISO 8601
+
+    def instance(
+        self, *, alive: bool, gpus: tuple[str, ...], used_mib: int, used_by_gpu: dict[str, int]
+    ) -> Instance:
+        """What this entry is on the machine: running (on `gpus`, holding `used_mib`, per GPU
+        `used_by_gpu` where the driver says) or gone. The observer measures the memory; a
+        simulation charges the estimate."""
+        return Instance(
+            model=self.model,
+            pid=self.pid,
+            start_time=self.start_time,
+            unit=self.unit,
+            state="running" if alive else "gone",
+            source="journal",
+            gpus=gpus if alive else (),
+            used_mib=used_mib,
+            used_by_gpu=used_by_gpu,
+            launch=self.launch,
+            estimate_mib=self.estimate_mib,
+        )
 
 
 class Journal(Frozen):

@@ -114,18 +114,11 @@ class Observer:
                 running.add(entry.model)
             item = held.get(entry.model) if alive else None
             out.append(
-                Instance(
-                    model=entry.model,
-                    pid=entry.pid,
-                    start_time=entry.start_time,
-                    unit=entry.unit,
-                    state="running" if alive else "gone",
-                    source="journal",
+                entry.instance(
+                    alive=alive,
                     gpus=() if item is None else tuple(sorted(item.gpus)),
                     used_mib=0 if item is None else item.mib,
                     used_by_gpu={} if item is None else dict(item.by_gpu),
-                    launch=entry.launch,
-                    estimate_mib=entry.estimate_mib,
                 )
             )
         for model, item in held.items():

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from reconciler.observe.journal import JournalEntry
 from reconciler.observe.processes import ProcessTable
-from reconciler.state import GpuProcess, Instance, ObservedState
+from reconciler.state import GpuProcess, ObservedState
 
 __all__ = ["with_journal"]
 
@@ -45,18 +45,8 @@ def with_journal(
                 )
                 gpus[label] = gpus[label].with_process(proc)
         instances.append(
-            Instance(
-                model=entry.model,
-                pid=entry.pid,
-                start_time=entry.start_time,
-                unit=entry.unit,
-                state="running" if alive else "gone",
-                source="journal",
-                gpus=tuple(held) if alive else (),
-                used_mib=sum(held.values()),
-                used_by_gpu=held,
-                launch=entry.launch,
-                estimate_mib=entry.estimate_mib,
+            entry.instance(
+                alive=alive, gpus=tuple(held), used_mib=sum(held.values()), used_by_gpu=held
             )
         )
     table.end()
