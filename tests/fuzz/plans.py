@@ -20,11 +20,24 @@ from typing import Any
 
 from tests.fuzz.harness import Outcome
 
-__all__ = ["Mutation", "SanePlan", "mutate", "plan_problems", "write_desired"]
+__all__ = ["Mutation", "SanePlan", "leaves", "mutate", "plan_problems", "write_desired"]
 
 #: A mutation of a JSON document: its name, what it does (in place, or returning the text it
 #: makes instead), and its weight among the others.
 Mutation = tuple[str, Callable[[random.Random, Any], str | None], int]
+
+
+def leaves(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    """Every value below the root with its path (children before their parent), for a
+    mutation to pick from."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from leaves(value, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from leaves(value, (*path, i))
+    if path:
+        yield path, node
 
 
 def _apply(fn: Callable[[random.Random, Any], str | None], r: random.Random, data: Any) -> Any:

@@ -26,7 +26,7 @@ from ruamel.yaml import YAML
 
 from reconciler.config.loader import bundled_profiles
 from tests.fuzz.harness import Case, run_campaign, scaled
-from tests.fuzz.plans import Mutation, SanePlan, mutate, write_desired
+from tests.fuzz.plans import Mutation, SanePlan, leaves, mutate, write_desired
 
 PROFILE = "profile.yaml"
 Data = dict[str, Any]
@@ -38,17 +38,6 @@ def bases() -> list[Data]:
     return [yaml.load(p.read_text()) for p in sorted(bundled_profiles().glob("*.yaml"))]
 
 
-def _leaves(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _leaves(value, (*path, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _leaves(value, (*path, i))
-    if path:
-        yield path, node
-
-
 def _parent(data: Data, path: tuple[Any, ...]) -> Any:
     node: Any = data
     for part in path[:-1]:
@@ -57,7 +46,7 @@ def _parent(data: Data, path: tuple[Any, ...]) -> Any:
 
 
 def number(r: random.Random, data: Data) -> str | None:
-    numeric = [p for p, v in _leaves(data) if isinstance(v, int | float)]
+    numeric = [p for p, v in leaves(data) if isinstance(v, int | float)]
     if numeric:
         path = r.choice(numeric)
         value = _parent(data, path)[path[-1]]
@@ -68,13 +57,13 @@ def number(r: random.Random, data: Data) -> str | None:
 
 
 def type_change(r: random.Random, data: Data) -> str | None:
-    path, _value = r.choice(list(_leaves(data)))
+    path, _value = r.choice(list(leaves(data)))
     _parent(data, path)[path[-1]] = copy.deepcopy(r.choice([None, True, "", [], {}, [1], 3.5]))
     return None
 
 
 def deletion(r: random.Random, data: Data) -> str | None:
-    path, _value = r.choice(list(_leaves(data)))
+    path, _value = r.choice(list(leaves(data)))
     del _parent(data, path)[path[-1]]
     return None
 
@@ -119,7 +108,7 @@ def plausible(r: random.Random, data: Data) -> str | None:
 def yaml_only(r: random.Random, data: Data) -> str | None:
     """What only YAML text can say, in place of a number."""
     marker = 7_777_777_777_777
-    numeric = [p for p, v in _leaves(data) if isinstance(v, int) and not isinstance(v, bool)]
+    numeric = [p for p, v in leaves(data) if isinstance(v, int) and not isinstance(v, bool)]
     if not numeric:
         return None
     path = r.choice(numeric)

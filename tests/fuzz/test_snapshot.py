@@ -30,7 +30,7 @@ from typing import Any
 from reconciler.observe.journal import JournalEntry
 from reconciler.observe.observer import Observer
 from tests.fuzz.harness import Case, run_campaign, run_cli, scaled
-from tests.fuzz.plans import Mutation, SanePlan, mutate, write_desired
+from tests.fuzz.plans import Mutation, SanePlan, leaves, mutate, write_desired
 from tests.observe.fake_nvml import MIB, FakeGpu, FakeNvml
 
 PROFILES = ["rtx4090", "2x3090", "4090+3060", "a100-80g", "rtx3060-12g", "cpu-only"]
@@ -67,17 +67,6 @@ def seeds(folder: Path) -> list[Data]:
 # -- mutations: each changes `data` in place, or returns the text to write instead -------------
 
 
-def _leaves(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _leaves(value, (*path, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _leaves(value, (*path, i))
-    if path:
-        yield path, node
-
-
 def _set(data: Data, path: tuple[Any, ...], value: Any) -> None:
     node: Any = data
     for part in path[:-1]:
@@ -110,7 +99,7 @@ TYPES: list[Any] = [None, True, "", "x", [], {}, [1, 2], {"a": 1}, 3.5]
 
 
 def number_mutation(r: random.Random, data: Data) -> str | None:
-    numeric = [(p, v) for p, v in _leaves(data) if isinstance(v, int | float)]
+    numeric = [(p, v) for p, v in leaves(data) if isinstance(v, int | float)]
     if numeric:
         path, value = r.choice(numeric)
         _set(data, path, r.choice(NUMBERS)(r, value))
@@ -118,13 +107,13 @@ def number_mutation(r: random.Random, data: Data) -> str | None:
 
 
 def type_mutation(r: random.Random, data: Data) -> str | None:
-    path, _value = r.choice(list(_leaves(data)))
+    path, _value = r.choice(list(leaves(data)))
     _set(data, path, copy.deepcopy(r.choice(TYPES)))
     return None
 
 
 def deletion(r: random.Random, data: Data) -> str | None:
-    path, _value = r.choice(list(_leaves(data)))
+    path, _value = r.choice(list(leaves(data)))
     _delete(data, path)
     return None
 
@@ -190,7 +179,7 @@ def plausible(r: random.Random, data: Data) -> str | None:
 def nonstandard(r: random.Random, data: Data) -> str | None:
     """JSON text no two readers agree on."""
     text = json.dumps(data, indent=2)
-    numbers = [p for p, v in _leaves(data) if isinstance(v, int) and not isinstance(v, bool)]
+    numbers = [p for p, v in leaves(data) if isinstance(v, int) and not isinstance(v, bool)]
     marker = 7_777_777_777_777
     if numbers:
         _set(data, r.choice(numbers), marker)
@@ -216,7 +205,7 @@ def odd_text(r: random.Random, data: Data) -> str | None:
     """A string no terminal or JSON writer takes: a lone surrogate, a control character, a very
     long one; or too many notes, or an instance listed twice."""
     choice = r.randrange(4)
-    strings = [p for p, v in _leaves(data) if isinstance(v, str)]
+    strings = [p for p, v in leaves(data) if isinstance(v, str)]
     if choice == 0 and strings:
         _set(data, r.choice(strings), r.choice(ODD_TEXT))
     elif choice == 1:
