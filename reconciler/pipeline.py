@@ -154,11 +154,10 @@ class Pipeline:
         self._ggufs: dict[str, tuple[FileIdentity, ModelFacts | str]] = {}
         self._digests: dict[int, tuple[ModelFacts, str]] = {}  # id(facts) -> (facts, digest)
 
-    def load(self, file: str | os.PathLike[str], raw: bytes | None = None) -> DesiredInput:
-        """The desired file, validated (`ConfigErrors` otherwise), with its bytes' digest;
-        `raw`: its bytes, already read by the caller (a pipe can be read only once)."""
+    def load(self, file: str | os.PathLike[str]) -> DesiredInput:
+        """The desired file, validated (`ConfigErrors` otherwise), with its bytes' digest."""
         name = os.fspath(file)
-        raw = read_bytes(name, name) if raw is None else raw
+        raw = read_bytes(name, name)
         _text_path(name)
         loaded = load_desired(name, raw=raw)
         return DesiredInput(loaded, _desired_digest(raw, loaded.spec))

@@ -9,11 +9,16 @@ from pathlib import Path
 from typing import TextIO
 
 from reconciler.config.desired import ModelSpec
-from reconciler.config.limits import MAX_DESIRED_VALUES
-from reconciler.config.loader import DesiredFile, ProfileFile, check_hardware, load_profile
+from reconciler.config.loader import (
+    DesiredFile,
+    InvalidDesired,
+    ProfileFile,
+    check_hardware,
+    load_profile,
+)
 from reconciler.config.profile import Profile
 from reconciler.config.rules import hardware_problems
-from reconciler.config.yamlfile import decode_text, parse_yaml, read_bytes
+from reconciler.config.source import Source
 from reconciler.errors import ConfigError, ConfigErrors, ReconcileError
 from reconciler.gguf.regular import present
 from reconciler.lockfile import lock_path, read_lock
@@ -106,18 +111,14 @@ def fit_findings(
     return findings, summary
 
 
-def _hardware_of_invalid(file: str, raw: bytes, profiles: list[ProfileFile]) -> list[ConfigError]:
+def _hardware_of_invalid(
+    source: Source, file: str, profiles: list[ProfileFile]
+) -> list[ConfigError]:
     """The GPUs a file that does not validate names (in `gpus`, `pin`) that a profile lacks,
-    so that they come in the same pass as its other problems, not after those are fixed.
-    Read from the same bytes, within the same limits; a file the YAML reader itself refused
-    (its problems are the ones that matter) gets none."""
-    if not profiles:
-        return []
-    try:
-        source = parse_yaml(decode_text(raw, file), file, max_values=MAX_DESIRED_VALUES)
-    except ConfigErrors:
-        return []
-    if source.errors:
+    so that they come in the same pass as its other problems, not after those are fixed;
+    from what was read (a pipe is read once). A file the YAML reader itself found problems
+    in (those are the ones that matter) gets none."""
+    if not profiles or source.errors:
         return []
     context = {"base_dir": Path(os.path.abspath(file)).parent}
     errors = []
@@ -233,15 +234,13 @@ def _check_file(
     """The required models that do not fit a profile (in text; annotated on `out` in github
     format), and the problems of the file and of the files beside it (its lock)."""
     try:
-        raw = read_bytes(file, file)  # once: a desired file may be a pipe
-    except ConfigErrors as exc:
-        return [], [exc]
-    try:
-        loaded = pipeline.load(file, raw=raw)
-    except ConfigErrors as exc:
-        hardware = _hardware_of_invalid(file, raw, profiles)
+        loaded = pipeline.load(file)
+    except InvalidDesired as exc:
+        hardware = _hardware_of_invalid(exc.source, file, profiles)
         if hardware:
             return [], [ConfigErrors([*exc.errors, *hardware], exc.rerun, exc.about)]
+        return [], [exc]
+    except ConfigErrors as exc:
         return [], [exc]
     desired = loaded.file
     errors = [e for p in profiles for e in check_hardware(desired, p)]

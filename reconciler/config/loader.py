@@ -32,6 +32,7 @@ from reconciler.errors import ConfigError, ConfigErrors
 
 __all__ = [
     "DesiredFile",
+    "InvalidDesired",
     "Loaded",
     "ProfileFile",
     "bundled_profiles",
@@ -101,13 +102,25 @@ def _without_extensions(source: Source) -> Source:
     return dataclasses.replace(source, data=data)
 
 
+class InvalidDesired(ConfigErrors):
+    """A desired file that was read whole but does not validate; `source` is what was read,
+    so that checks of the same pass (the GPUs a profile lacks) need not read it again."""
+
+    def __init__(self, errors: Sequence[ConfigError], source: Source) -> None:
+        super().__init__(errors)
+        self.source = source
+
+
 def _desired(source: Source, base_dir: Path, path: Path) -> DesiredFile:
     source = _without_extensions(source)
     over = desired_limits(source.data)
     if over:  # refused before any work that grows with the file
         raise ConfigErrors([*source.errors, *(source.error(loc, m) for loc, m in over)])
     context = {"base_dir": base_dir}
-    spec = _validate(Desired, source, context, desired_problems(source.data, context))
+    try:
+        spec = _validate(Desired, source, context, desired_problems(source.data, context))
+    except ConfigErrors as exc:
+        raise InvalidDesired(exc.errors, source) from None
     return Loaded(spec, source, path)
 
 
