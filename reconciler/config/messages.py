@@ -33,8 +33,17 @@ _EXPECTED = {
 }
 
 
-def translate(exc: ValidationError, source: Source, root: type[BaseModel]) -> list[ConfigError]:
-    return [_one(err, source, root) for err in exc.errors(include_url=False)]
+def translate(
+    exc: ValidationError, source: Source, root: type[BaseModel], most: int | None = None
+) -> list[ConfigError]:
+    """Each of pydantic's errors in our words, at its place; with `most`, the first `most`
+    of them, then one line saying how many more (placed at the first one not shown)."""
+    details = exc.errors(include_url=False)
+    out = [_one(err, source, root) for err in details[:most]]
+    if most is not None and len(details) > most:
+        more = f"... and {len(details) - most} more problems from here on"
+        out.append(source.error(tuple(details[most]["loc"]), more))
+    return out
 
 
 def _one(err: ErrorDetails, source: Source, root: type[BaseModel]) -> ConfigError:

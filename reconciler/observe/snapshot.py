@@ -118,21 +118,9 @@ def _located(
 ) -> list[ConfigError]:
     """The first `MAX_ERRORS` of `exc`, each at its place, then how many more: a file with a
     million wrong values is not worth a million lines (nor the seconds to place them)."""
-    details = exc.errors(include_url=False)
-    kept = details[:MAX_ERRORS]
-    if len(details) > MAX_ERRORS:
-        lines = [{"type": e["type"], "loc": e["loc"], "input": e["input"]} for e in kept]
-        for line, e in zip(lines, kept, strict=True):
-            if "ctx" in e:
-                line["ctx"] = e["ctx"]
-        exc = ValidationError.from_exception_data(exc.title, lines)  # type: ignore[arg-type]
-    wanted = [tuple(e["loc"]) for e in details[: MAX_ERRORS + 1]]
+    wanted = [tuple(e["loc"]) for e in exc.errors(include_url=False)[: MAX_ERRORS + 1]]
     where = source or Source(file, data, json_positions(text, wanted))
-    errors = translate(exc, where, ObservedState)
-    if len(details) > MAX_ERRORS:  # placed at the first one not shown
-        more = f"... and {len(details) - MAX_ERRORS} more problems from here on"
-        errors.append(where.error(wanted[-1], more))
-    return errors
+    return translate(exc, where, ObservedState, most=MAX_ERRORS)
 
 
 class _Unreadable(ValueError):
