@@ -31,8 +31,9 @@ def plan_text(plan: Plan, *, colour: bool = False, snapshot: str | None = None) 
         code = COLOURS.get(kind)
         return f"\x1b[{code}m{text}\x1b[0m" if colour and code else text
 
-    lines = [f"Planned against {plan.source} (observed {plan.observed})."]
-    if snapshot is not None:
+    if snapshot is None:
+        lines = [f"Planned against {plan.source} (observed {plan.observed})."]
+    else:
         lines = [
             f"Planned against snapshot {snapshot} (observed {plan.observed}; taken from "
             f"{plan.source})."
